@@ -1,0 +1,63 @@
+"""Training settings: one small frozen dataclass, validated when it is made."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, fields
+from typing import Any
+
+from .data import NORMALIZATIONS
+from .errors import InvalidParameterError, unknown_choice
+from .validate import check_bool, check_choice, check_float, check_int, check_optional_limit, check_positive_int
+
+OPTIMIZERS = ("sgd", "adam", "adadelta")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train: the recipe of a tutorial, or your own.
+
+    Every model in `mnist_lab.models.MODELS` carries its tutorial's recipe as
+    ``RECIPE``; ``recipe.replace(epochs=2)`` changes one field and validates again.
+    """
+
+    epochs: int = 10  # passes over the training set
+    lr: float = 0.01  # learning rate (step size of the optimiser)
+    optimizer: str = "sgd"  # "sgd", "adam" or "adadelta"
+    momentum: float = 0.0  # SGD momentum; 0 is plain SGD (ignored by adam and adadelta)
+    weight_decay: float = 0.0  # L2 penalty added by the optimiser
+    batch_size: int = 64  # training batch size
+    test_batch_size: int = 1000  # evaluation batch size: speed only, never the result
+    normalize: str = "standard"  # "unit", "half" or "standard" (see data.NORMALIZATIONS)
+    shuffle: bool = True  # reshuffle the training set every epoch (T3 did not)
+    seed: int = 0  # seeds the weights, dropout and the shuffling
+    limit: int | None = None  # train on the first `limit` training samples only
+    test_limit: int | None = None  # evaluate on the first `test_limit` test samples only
+
+    def __post_init__(self) -> None:
+        check_positive_int("epochs", self.epochs)
+        check_float("lr", self.lr, positive=True)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_float("momentum", self.momentum, minimum=0.0)
+        if self.momentum >= 1:
+            raise InvalidParameterError(f"momentum must be below 1, got {self.momentum}.")
+        check_float("weight_decay", self.weight_decay, minimum=0.0)
+        check_positive_int("batch_size", self.batch_size)
+        check_positive_int("test_batch_size", self.test_batch_size)
+        check_choice("normalization", self.normalize, NORMALIZATIONS)
+        check_bool("shuffle", self.shuffle)
+        check_int("seed", self.seed, minimum=0)
+        check_optional_limit("limit", self.limit)
+        check_optional_limit("test_limit", self.test_limit)
+
+    def replace(self, **changes: Any) -> TrainConfig:
+        """A copy with some fields changed, validated again."""
+        names = {f.name for f in fields(self)}
+        for key in changes:
+            if key not in names:
+                raise unknown_choice("training setting", key, names)
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The settings as a plain dict (for JSON and checkpoints)."""
+        return dataclasses.asdict(self)

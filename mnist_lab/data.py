@@ -1,0 +1,407 @@
+"""MNIST: finding it, verifying it, and serving it fast.
+
+Where the files come from, in order:
+
+1. the folder passed as ``data_dir`` (if any), else
+2. the folder named by the environment variable ``MNIST_LAB_DATA`` (if set), then
+3. ``data/`` at the repository root (git-ignored), where downloads land.
+
+Each folder may hold the four IDX files raw or gzip'd, directly or under
+``MNIST/raw/`` (torchvision's layout). Every file is verified by the SHA-256 of its
+raw (decompressed) bytes before use. With internet and no local copy, torchvision
+downloads MNIST into ``data/``; nothing reaches the final name until it verifies.
+"""
+
+from __future__ import annotations
+
+import functools
+import gzip
+import hashlib
+import os
+import tempfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .errors import ChecksumError, DataError, DataNotFoundError, InvalidParameterError
+from .io import atomic_write
+from .validate import check_choice, check_positive_int
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
+
+IMAGE_SHAPE = (1, 28, 28)  # (C, H, W) of one digit
+NUM_CLASSES = 10
+# Mean and standard deviation of the 60,000 training images scaled to [0, 1]
+# (pinned by tests/test_data.py against `mean_std` of the real data).
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+
+# SHA-256 of the raw IDX bytes, as published with ../shared/mnist/SHA256SUMS.raw.
+FILES: dict[str, str] = {
+    "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",
+    "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",
+    "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
+    "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
+}
+SPLITS: dict[str, tuple[str, str]] = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+SPLIT_SIZES = {"train": 60_000, "test": 10_000}
+
+# name -> (shift, scale): x_normalised = (x / 255 - shift) / scale
+NORMALIZATIONS: dict[str, tuple[float, float]] = {
+    "unit": (0.0, 1.0),  # x / 255, "ToTensor only" (T1, T3, T4, T0's 5x5 CNN)
+    "half": (0.5, 0.5),  # (x / 255 - 0.5) / 0.5, into [-1, 1] (T0's MLP, T2)
+    "standard": (MNIST_MEAN, MNIST_STD),  # zero mean, unit variance (T0's examples CNN)
+}
+
+ENV_DATA = "MNIST_LAB_DATA"
+ENV_OFFLINE = "MNIST_LAB_OFFLINE"
+
+
+def default_data_root() -> Path:
+    """The writable home of MNIST: ``data/`` at the repository root.
+
+    When the package is installed outside a checkout, ``~/.cache/mnist_lab``.
+    """
+    repo = Path(__file__).resolve().parents[1]
+    if (repo / "pyproject.toml").exists():
+        return repo / "data"
+    return Path.home() / ".cache" / "mnist_lab"
+
+
+def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """The folders searched for the MNIST files, in order."""
+    if data_dir is not None:
+        roots = [Path(data_dir)]
+    else:
+        roots = [Path(p) for p in [os.environ.get(ENV_DATA)] if p]
+        roots.append(default_data_root())
+    dirs: list[Path] = []
+    for root in roots:
+        root = root.expanduser()
+        dirs += [root, root / "MNIST" / "raw"]
+    return dirs
+
+
+@dataclass(frozen=True)
+class FileStatus:
+    """Where one MNIST file was found and whether it verified."""
+
+    name: str
+    path: Path | None
+    ok: bool
+    problem: str = ""
+
+
+def _find(name: str, dirs: list[Path]) -> Path | None:
+    for folder in dirs:
+        for candidate in (folder / name, folder / f"{name}.gz"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _read_bytes(path: Path) -> bytes:
+    """The raw IDX bytes of `path`, decompressing ``.gz``."""
+    try:
+        if path.suffix == ".gz":
+            with gzip.open(path, "rb") as handle:
+                return handle.read()
+        return path.read_bytes()
+    except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
+        raise DataError(
+            f"{path} is truncated or is not a gzip file ({exc}). Delete it and copy or "
+            "download MNIST again (see `mnist-lab data --help`)."
+        ) from exc
+
+
+def _verified_bytes(name: str, path: Path) -> bytes:
+    data = _read_bytes(path)
+    actual = hashlib.sha256(data).hexdigest()
+    if actual != FILES[name]:
+        raise ChecksumError(
+            f"{path} is not the MNIST file {name}: its SHA-256 is {actual}, expected "
+            f"{FILES[name]} (of the decompressed bytes). The file is corrupt or truncated; "
+            "it was left as it is. Delete it and copy or download MNIST again "
+            "(`mnist-lab data --download`)."
+        )
+    return data
+
+
+def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
+    looked = "\n".join(f"  - {d}" for d in dirs)
+    files = ", ".join(names)
+    return (
+        f"MNIST file(s) not found: {files} (raw or .gz).{why}\nSearched:\n{looked}\n"
+        f"To fix: with internet, run `mnist-lab data --download` (or just train; it downloads "
+        f"into {default_data_root()}). Offline, copy the four files (e.g. from ../shared/mnist) "
+        f"into one folder and point the environment variable {ENV_DATA} at it, or pass "
+        "data_dir=... / --data-dir."
+    )
+
+
+def _downloads_allowed(download: bool | None) -> bool:
+    if download is not None:
+        return download
+    return os.environ.get(ENV_OFFLINE, "").lower() not in {"1", "true", "yes"}
+
+
+def locate(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> dict[str, Path]:
+    """Find all four MNIST files (downloading them if allowed and missing).
+
+    Returns ``{name: path}``. Raises `DataNotFoundError` naming the missing files and
+    every folder searched. Does not verify checksums; `load_mnist` does.
+    """
+    dirs = search_dirs(data_dir)
+    found = {name: _find(name, dirs) for name in FILES}
+    missing = [name for name, path in found.items() if path is None]
+    if not missing:
+        return {name: path for name, path in found.items() if path is not None}
+    if not _downloads_allowed(download):
+        raise DataNotFoundError(_missing_message(missing, dirs, " Downloads are off."))
+    target = (Path(data_dir) if data_dir is not None else default_data_root()) / "MNIST" / "raw"
+    download_mnist(target, missing, dirs)
+    return locate(data_dir, download=False)
+
+
+def download_mnist(target: Path, names: list[str], searched: list[Path]) -> None:
+    """Download MNIST with torchvision into a temporary folder, verify, then move.
+
+    Only the files in `names` are moved into `target`; nothing that already exists
+    there is overwritten.
+    """
+    from torchvision.datasets import MNIST
+
+    target.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix=".download-", dir=target) as tmp:
+        try:
+            MNIST(tmp, train=True, download=True)
+            MNIST(tmp, train=False, download=True)
+        except Exception as exc:  # network errors come in many types
+            why = f" The download failed: {type(exc).__name__}: {exc}."
+            raise DataNotFoundError(_missing_message(names, searched, why)) from exc
+        for name in names:
+            raw = Path(tmp) / "MNIST" / "raw" / name
+            _verified_bytes(name, raw)
+            os.replace(raw, target / name)
+
+
+@functools.lru_cache(maxsize=4)
+def _load_cached(images: Path, labels: Path, stamp: tuple[int, ...]) -> tuple[Tensor, Tensor]:
+    del stamp  # part of the cache key only: a replaced file is read again
+    image_bytes = _verified_bytes(_base(images), images)
+    label_bytes = _verified_bytes(_base(labels), labels)
+    # IDX: a 16-byte header (magic, count, rows, cols) then uint8 pixels; labels: 8 bytes.
+    x = np.frombuffer(image_bytes, dtype=np.uint8, offset=16).reshape(-1, 28, 28)
+    y = np.frombuffer(label_bytes, dtype=np.uint8, offset=8).astype(np.int64)
+    return torch.from_numpy(x.copy()), torch.from_numpy(y)
+
+
+def _base(path: Path) -> str:
+    return path.name.removesuffix(".gz")
+
+
+def _stamp(path: Path) -> tuple[int, int]:
+    st = path.stat()
+    return (st.st_mtime_ns, st.st_size)
+
+
+def load_mnist(
+    split: str = "train", data_dir: str | os.PathLike[str] | None = None, download: bool | None = None
+) -> tuple[Tensor, Tensor]:
+    """The raw MNIST tensors of one split, verified by SHA-256.
+
+    Returns ``(images, labels)``: uint8 ``(N, 28, 28)`` with values 0-255 and int64
+    ``(N,)`` with values 0-9; N is 60,000 for ``"train"``, 10,000 for ``"test"``.
+    The tensors are shared between calls: clone before changing them in place.
+    """
+    check_choice("split", split, SPLITS)
+    paths = locate(data_dir, download)
+    image_name, label_name = SPLITS[split]
+    images, labels = paths[image_name], paths[label_name]
+    return _load_cached(images, labels, _stamp(images) + _stamp(labels))
+
+
+def check_files(data_dir: str | os.PathLike[str] | None = None) -> list[FileStatus]:
+    """Verify every MNIST file without downloading; one `FileStatus` per file."""
+    dirs = search_dirs(data_dir)
+    report = []
+    for name in FILES:
+        path = _find(name, dirs)
+        if path is None:
+            report.append(FileStatus(name, None, False, "missing"))
+            continue
+        try:
+            _verified_bytes(name, path)
+        except DataError as exc:
+            report.append(FileStatus(name, path, False, str(exc)))
+        else:
+            report.append(FileStatus(name, path, True))
+    return report
+
+
+def torchvision_root(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> Path:
+    """A folder ``root`` such that ``torchvision.datasets.MNIST(root)`` reads verified files.
+
+    torchvision wants the raw files at ``root/MNIST/raw/``. Where MNIST is found in
+    that layout already, its root is returned; otherwise verified raw copies are
+    written (atomically) under `default_data_root`.
+    """
+    paths = locate(data_dir, download)
+    folders = {path.parent for path in paths.values()}
+    raw_dir = folders.pop() if len(folders) == 1 else None
+    gzipped = any(path.suffix == ".gz" for path in paths.values())
+    if raw_dir is None or gzipped or raw_dir.parts[-2:] != ("MNIST", "raw"):
+        raw_dir = default_data_root() / "MNIST" / "raw"
+    for name, path in paths.items():
+        data = _verified_bytes(name, path)
+        if path != raw_dir / name:
+            with atomic_write(raw_dir / name, "wb") as handle:
+                handle.write(data)
+    return raw_dir.parent.parent
+
+
+def mnist_dataset(
+    split: str = "train",
+    transform: Callable | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    download: bool | None = None,
+) -> MNIST:
+    """The classic ``torchvision.datasets.MNIST`` the tutorials use, from verified files.
+
+    `transform` is applied per sample, e.g. ``tutorial_transform("half", flatten=True)``.
+    """
+    from torchvision.datasets import MNIST
+
+    check_choice("split", split, SPLITS)
+    root = torchvision_root(data_dir, download)
+    return MNIST(str(root), train=split == "train", transform=transform, download=False)
+
+
+def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callable:
+    """The per-sample torchvision transform of the tutorials: ToTensor, Normalize, maybe flatten.
+
+    Gives a float tensor ``(1, 28, 28)`` (or ``(784,)`` with ``flatten``) per PIL image.
+    """
+    from torchvision import transforms
+
+    check_choice("normalization", normalize, NORMALIZATIONS)
+    shift, scale = NORMALIZATIONS[normalize]
+    steps = [transforms.ToTensor(), transforms.Normalize((shift,), (scale,))]
+    if flatten:
+        steps.append(transforms.Lambda(lambda x: x.view(-1)))
+    return transforms.Compose(steps)
+
+
+def normalize(images: Tensor, kind: str = "standard") -> Tensor:
+    """uint8 images ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` -> float32 ``(N, 1, 28, 28)``.
+
+    ``kind`` is one of `NORMALIZATIONS`: ``unit`` (x/255), ``half`` ((x/255-0.5)/0.5)
+    or ``standard`` ((x/255-mean)/std).
+    """
+    check_choice("normalization", kind, NORMALIZATIONS)
+    shift, scale = NORMALIZATIONS[kind]
+    x = images.reshape(-1, *IMAGE_SHAPE).float()
+    # (x/255 - shift)/scale as one multiply and one subtract
+    return x.mul_(1.0 / (255.0 * scale)).sub_(shift / scale)
+
+
+def mean_std(images: Tensor) -> tuple[float, float]:
+    """Mean and standard deviation of uint8 images scaled to [0, 1], over all pixels."""
+    x = images.double().div(255.0)
+    return x.mean().item(), x.std().item()
+
+
+class DeviceLoader:
+    """Batches of one MNIST split that live on the device, shuffled there.
+
+    The whole split is moved to `device` once as uint8 ``(N, 1, 28, 28)`` (47 MB for
+    the training set); each epoch draws one permutation from a seeded generator and
+    every batch is a gather plus a normalisation, with no per-sample Python work and
+    no host-device copy. Iterating yields ``(X, y)``: float32 ``(B, 1, 28, 28)`` and
+    int64 ``(B,)``. The last batch may be smaller unless ``drop_last``.
+    """
+
+    def __init__(
+        self,
+        images: Tensor,
+        labels: Tensor,
+        *,
+        batch_size: int = 64,
+        shuffle: bool = True,
+        normalize: str = "standard",
+        device: torch.device | str = "cpu",
+        seed: int = 0,
+        limit: int | None = None,
+        drop_last: bool = False,
+    ) -> None:
+        check_choice("normalization", normalize, NORMALIZATIONS)
+        if limit is not None:
+            check_positive_int("limit", limit)
+            images, labels = images[:limit], labels[:limit]
+        check_positive_int("batch_size", batch_size)
+        if batch_size > len(labels):
+            raise InvalidParameterError(
+                f"batch_size={batch_size} is larger than the {len(labels)} samples available; "
+                "choose a smaller batch size or a larger limit."
+            )
+        self.device = torch.device(device)
+        self.images = images.reshape(-1, *IMAGE_SHAPE).to(self.device)
+        self.labels = labels.to(self.device)
+        self.batch_size = batch_size
+        self.shuffle = shuffle
+        self.normalize = normalize
+        self.drop_last = drop_last
+        shift, scale = NORMALIZATIONS[normalize]
+        self._mul, self._sub = 1.0 / (255.0 * scale), shift / scale
+        # MPS has no generator of its own in every torch version: draw on the CPU there.
+        gen_device = self.device if self.device.type in ("cpu", "cuda") else torch.device("cpu")
+        self.generator = torch.Generator(device=gen_device)
+        self.generator.manual_seed(seed)
+
+    @classmethod
+    def from_mnist(cls, split: str = "train", data_dir: str | os.PathLike[str] | None = None, **kwargs) -> DeviceLoader:
+        """A loader over one MNIST split; `kwargs` as for the constructor."""
+        images, labels = load_mnist(split, data_dir)
+        return cls(images, labels, **kwargs)
+
+    def __len__(self) -> int:
+        n = len(self.labels)
+        return n // self.batch_size if self.drop_last else -(-n // self.batch_size)
+
+    @property
+    def num_samples(self) -> int:
+        """How many samples one epoch visits."""
+        return len(self) * self.batch_size if self.drop_last else len(self.labels)
+
+    def __iter__(self):
+        n = len(self.labels)
+        order = None
+        if self.shuffle:
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device)
+            order = order.to(self.device)
+        for i in range(len(self)):
+            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
+            if order is None:
+                x, y = self.images[lo:hi], self.labels[lo:hi]
+            else:
+                idx = order[lo:hi]
+                x, y = self.images[idx], self.labels[idx]
+            yield x.float().mul_(self._mul).sub_(self._sub), y
+
+    def state_dict(self) -> dict:
+        """The shuffling state, so a resumed run draws the same permutations."""
+        return {"generator": self.generator.get_state()}
+
+    def load_state_dict(self, state: dict) -> None:
+        """Restore the state saved by `state_dict`."""
+        self.generator.set_state(state["generator"])

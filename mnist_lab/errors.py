@@ -1,0 +1,51 @@
+"""Errors written for a learner: what happened, why, and what to do next.
+
+Every error that bad input can cause is a `MnistLabError`, so the command line can
+print the message (not a traceback) and exit with status 2, and a notebook shows
+one readable paragraph.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class MnistLabError(Exception):
+    """Base class of every error that `mnist_lab` raises on purpose."""
+
+
+class InvalidParameterError(MnistLabError, ValueError):
+    """A setting is of the wrong type, out of range, or not one of the choices."""
+
+
+class DataError(MnistLabError):
+    """MNIST is missing, corrupt or truncated."""
+
+
+class DataNotFoundError(DataError, FileNotFoundError):
+    """No folder searched holds the four MNIST files."""
+
+
+class ChecksumError(DataError):
+    """A data file is present but its bytes are not the published MNIST bytes."""
+
+
+class DeviceUnavailableError(MnistLabError, RuntimeError):
+    """A device was named (``cuda``, ``mps``) that this machine does not have."""
+
+
+class CheckpointError(MnistLabError):
+    """A checkpoint cannot be read, or belongs to another model or version."""
+
+
+class OutputError(MnistLabError, OSError):
+    """A result could not be written (folder not writable, disk full)."""
+
+
+def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidParameterError:
+    """Build the error for a name that is not one of `choices`, with a suggestion."""
+    choices = sorted(choices)
+    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    hint = f" Did you mean {close[0]!r}?" if close else ""
+    return InvalidParameterError(f"Unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")

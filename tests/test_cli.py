@@ -1,0 +1,83 @@
+import json
+import subprocess
+import sys
+
+from mnist_lab.cli import main
+from mnist_lab.models import MODELS
+
+
+def test_models_lists_every_model(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    for name, cls in MODELS.items():
+        assert name in out and f"{cls.PARAMETERS:,}" in out
+
+
+def test_unknown_model_exits_2_with_choices(capsys):
+    assert main(["train", "--model", "lenet5"]) == 2
+    err = capsys.readouterr().err
+    assert "Unknown model 'lenet5'" in err and "keras_cnn" in err
+
+
+def test_impossible_numbers_exit_2_before_training(capsys, tmp_path):
+    for args in (["--epochs", "0"], ["--lr", "-1"], ["--batch-size", "0"], ["--limit", "0"], ["--lr", "nan"]):
+        assert main(["train", "--model", "mlp", "--json", str(tmp_path / "h.json"), *args]) == 2
+        assert "Training" not in capsys.readouterr().out
+    assert not (tmp_path / "h.json").exists()
+
+
+def test_wrong_type_is_an_argparse_error():
+    result = subprocess.run(
+        [sys.executable, "-m", "mnist_lab", "train", "--model", "mlp", "--epochs", "ten"],
+        capture_output=True,
+        text=True,
+    )
+    assert result.returncode == 2 and "invalid int value: 'ten'" in result.stderr
+
+
+def test_train_writes_json_and_plot(tmp_path, capsys):
+    out = tmp_path / "out"
+    code = main(
+        [
+            "train",
+            "--model",
+            "softmax_regression",
+            "--epochs",
+            "2",
+            "--limit",
+            "2000",
+            "--test-limit",
+            "500",
+            "--no-progress",
+            "--json",
+            str(out / "h.json"),
+            "--plot",
+            str(out / "curves.png"),
+        ]
+    )
+    assert code == 0
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 2
+    report = json.loads((out / "h.json").read_text())
+    assert report["model"] == "softmax_regression" and report["device"] == "cpu" and report["epochs"] == 2
+    for key in ("train_loss", "train_acc", "test_loss", "test_acc", "seconds"):
+        assert len(report[key]) == 2
+    assert all(0 <= a <= 1 for a in report["train_acc"] + report["test_acc"])
+    assert (out / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert sorted(p.name for p in out.iterdir()) == ["curves.png", "h.json"]  # no temp files left
+
+
+def test_data_command_reports_missing_files(tmp_path, capsys):
+    assert main(["data", "--data-dir", str(tmp_path)]) == 2
+    out = capsys.readouterr().out
+    assert out.count("BAD") == 4 and str(tmp_path) in out
+
+
+def test_data_command_verifies_the_real_files(capsys):
+    assert main(["data"]) == 0
+    assert capsys.readouterr().out.count("OK ") == 4
+
+
+def test_python_dash_m_and_help():
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--help"], capture_output=True, text=True)
+    assert result.returncode == 0 and "--batch-size" in result.stdout
