@@ -189,10 +189,11 @@ def download_mnist(target: Path, names: list[str], searched: list[Path]) -> None
         except Exception as exc:  # network errors come in many types
             why = f" The download failed: {type(exc).__name__}: {exc}."
             raise DataNotFoundError(_missing_message(names, searched, why)) from exc
+        raw = Path(tmp) / "MNIST" / "raw"
+        for name in names:  # all verified before any is moved: all or nothing
+            _verified_bytes(name, raw / name)
         for name in names:
-            raw = Path(tmp) / "MNIST" / "raw" / name
-            _verified_bytes(name, raw)
-            os.replace(raw, target / name)
+            os.replace(raw / name, target / name)
 
 
 @functools.lru_cache(maxsize=4)

@@ -46,6 +46,7 @@ class OutputError(MnistLabError, OSError):
 def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidParameterError:
     """Build the error for a name that is not one of `choices`, with a suggestion."""
     choices = sorted(choices)
-    close = difflib.get_close_matches(str(value), choices, n=1, cutoff=0.5)
+    by_lower = {choice.lower(): choice for choice in choices}
+    close = [by_lower[c] for c in difflib.get_close_matches(str(value).lower(), by_lower, n=1, cutoff=0.5)]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return InvalidParameterError(f"Unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")
