@@ -1,12 +1,21 @@
 # The two commands of the README:
-#   make run    the main job (creates .venv the first time)
-#   make test   everything CI runs: lint, format check, unit tests
+#   make run    the main job (creates .venv the first time): every notebook of the series,
+#               with its default (full) parameters, through `mnist-lab batch` into results/batch/
+#   make test   everything CI runs: lint, format check, unit tests, then every notebook with its
+#               smoke parameters under nbval (committed outputs of tagged cells must match)
 PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# The numbered notebooks of the series, in order; empty while there are none.
+NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
+SMOKE_DIR := build/smoke
+# A smoke run of a whole notebook takes well under 90 s; one cell never needs more than this.
+NBVAL_CELL_TIMEOUT ?= 300
+# Run by `make run`; override e.g. `make run BATCH_ARGS="--jobs 2 -p device cuda"`.
+BATCH_ARGS ?=
 
-.PHONY: run test lint clean
+.PHONY: run test lint notebooks clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -15,13 +24,29 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/mnist-lab data --download
-	$(BIN)/mnist-lab train --model deep_mlp --json results/deep_mlp.json --plot results/deep_mlp.png
+	$(BIN)/mnist-lab batch --out results/batch $(BATCH_ARGS)
 
 test: $(STAMP)
 	$(BIN)/mnist-lab data --download
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/pytest
+	$(MAKE) --no-print-directory notebooks
+
+# The CI notebook run: committed notebooks are in normal form; each numbered notebook is
+# prepared with notebooks/smoke/<stem>.yaml (papermill --prepare-only, undeclared keys refused)
+# and executed by nbval, whose kernel is the python running pytest (--nbval-current-env).
+# Kernels start in build/smoke/, so results/ of a smoke run land in build/smoke/results/.
+# pytest exits 5 when it collects nothing: accepted only when there is no notebook at all.
+notebooks: $(STAMP)
+	$(BIN)/python -m mnist_lab.nbtools check $(wildcard notebooks/*.ipynb)
+	rm -rf $(SMOKE_DIR) && mkdir -p $(SMOKE_DIR)
+	$(BIN)/python -m mnist_lab.nbtools smoke --out $(SMOKE_DIR) $(NOTEBOOKS)
+	@status=0; $(BIN)/pytest -p no:cacheprovider --nbval-lax --nbval-current-env \
+		--nbval-sanitize-with notebooks/nbval_sanitize.cfg --nbval-cell-timeout $(NBVAL_CELL_TIMEOUT) \
+		$(SMOKE_DIR)/ || status=$$?; \
+	if [ $$status -eq 5 ] && [ -z "$(NOTEBOOKS)" ]; then status=0; fi; \
+	echo "nbval: checked $(words $(NOTEBOOKS)) notebook(s) in $(SMOKE_DIR)/"; exit $$status
 
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .

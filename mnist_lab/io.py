@@ -38,9 +38,12 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     """Open a temporary file beside `path`; on success rename it to `path`.
 
     On any exception (including KeyboardInterrupt) the temporary file is removed
-    and `path` keeps its previous content. OS errors become `OutputError`.
+    and `path` keeps its previous content. OS errors become `OutputError`. The
+    result gets the permissions of the file it replaces, or of a plain ``open``
+    (a temporary file starts private, 0o600).
     """
     path = Path(path)
+    permissions = path.stat().st_mode & 0o777 if path.exists() else default_file_mode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
@@ -51,6 +54,7 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
+        os.chmod(tmp, permissions)
         os.replace(tmp, path)
     except OSError as exc:
         _remove_quietly(tmp)
@@ -58,6 +62,13 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[
     except BaseException:
         _remove_quietly(tmp)
         raise
+
+
+def default_file_mode() -> int:
+    """The permissions a plain ``open(path, "w")`` would give a new file (0o666 less the umask)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
 
 
 def _remove_quietly(tmp: str) -> None:

@@ -115,6 +115,16 @@ def test_7_a_write_that_fails_midway_keeps_the_previous_file(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report.json"]
 
 
+def test_7_an_atomic_write_has_the_permissions_of_a_plain_write(tmp_path):
+    plain, atomic = tmp_path / "plain.json", tmp_path / "atomic.json"
+    plain.write_text("{}")
+    write_json(atomic, {})  # the temporary file behind it starts private (0o600)
+    assert atomic.stat().st_mode & 0o777 == plain.stat().st_mode & 0o777
+    atomic.chmod(0o640)
+    write_json(atomic, {"again": True})  # replacing a file keeps its permissions
+    assert atomic.stat().st_mode & 0o777 == 0o640
+
+
 def test_7_a_process_killed_while_saving_a_checkpoint_leaves_the_old_one(tmp_path):
     path = tmp_path / "mlp.pt"
     save_checkpoint(path, build_model("mlp", seed=0))

@@ -1,0 +1,130 @@
+"""Guard: every numbered notebook follows the conventions that CI and `mnist-lab batch` rely on.
+
+The checks live in `mnist_lab.nbtools.convention_problems`; the second half of this file proves
+on synthetic notebooks that each check catches what it should.
+"""
+
+from __future__ import annotations
+
+import nbformat
+import pytest
+from conftest import REPO
+
+from mnist_lab import nbtools
+
+NOTEBOOK_DIR = REPO / "notebooks"
+NOTEBOOKS = sorted(NOTEBOOK_DIR.glob("[0-9]*.ipynb"))
+
+
+def test_notebooks_folder_exists():
+    assert NOTEBOOK_DIR.is_dir()
+    assert (NOTEBOOK_DIR / "nbval_sanitize.cfg").is_file()
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_notebook_follows_the_conventions(path):
+    problems = nbtools.convention_problems(path)
+    assert not problems, f"{path.name}:\n- " + "\n- ".join(problems)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
+def test_smoke_parameters_shorten_the_run(path):
+    smoke = nbtools.load_params_yaml(nbtools.smoke_file(path))
+    declared = nbtools.declared_parameters(path)
+    assert smoke, f"{nbtools.smoke_file(path)} is empty: CI would run the full recipe"
+    if "progress" in declared:
+        assert smoke.get("progress") is False, "smoke runs set progress: false (no progress bars in CI logs)"
+
+
+# --------------------------------------------------------------------------- the guard itself
+
+
+def good_notebook() -> nbformat.NotebookNode:
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [
+        nbformat.v4.new_markdown_cell("# 01 · Demo"),
+        nbformat.v4.new_code_cell("epochs = 3  # passes\nprogress = True  # bars\n", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("print('shape', (2, 3))", metadata={"tags": ["nbval-check-output"]}),
+    ]
+    nb.cells[2].outputs = [nbformat.v4.new_output("stream", name="stdout", text="shape (2, 3)\n")]
+    return nb
+
+
+def write(tmp_path, nb: nbformat.NotebookNode, smoke: str | None = "epochs: 1\nprogress: false\n"):
+    (tmp_path / "smoke").mkdir(exist_ok=True)
+    path = tmp_path / "01_demo.ipynb"
+    nbtools.write_notebook(nbtools.normalize_notebook(nb), path)
+    if smoke is not None:
+        (tmp_path / "smoke" / "01_demo.yaml").write_text(smoke)
+    return path
+
+
+def test_guard_accepts_a_good_notebook(tmp_path):
+    assert nbtools.convention_problems(write(tmp_path, good_notebook())) == []
+
+
+def test_guard_catches_a_missing_parameters_cell(tmp_path):
+    nb = good_notebook()
+    nb.cells[1].metadata = {}
+    (problem,) = nbtools.convention_problems(write(tmp_path, nb))
+    assert "no cell tagged 'parameters'" in problem
+
+
+def test_guard_catches_a_parameters_cell_that_is_not_second(tmp_path):
+    nb = good_notebook()
+    nb.cells.insert(1, nbformat.v4.new_code_cell("import torch"))
+    (problem,) = nbtools.convention_problems(write(tmp_path, nb))
+    assert "must be the second cell" in problem
+
+
+def test_guard_catches_non_literal_parameters(tmp_path):
+    nb = good_notebook()
+    nb.cells[1].source = "epochs = int('3')\nprogress = True\n"
+    (problem,) = nbtools.convention_problems(write(tmp_path, nb))
+    assert "int('3') is not a literal" in problem
+
+
+def test_guard_catches_an_undeclared_smoke_key(tmp_path):
+    (problem,) = nbtools.convention_problems(write(tmp_path, good_notebook(), smoke="epochs: 1\nlimit: 100\n"))
+    assert "'limit'" in problem and "does not declare" in problem
+
+
+def test_guard_catches_a_missing_smoke_file(tmp_path):
+    (problem,) = nbtools.convention_problems(write(tmp_path, good_notebook(), smoke=None))
+    assert "no smoke-parameter file" in problem
+
+
+def test_guard_catches_a_wrong_kernel(tmp_path):
+    nb = good_notebook()
+    nb.metadata["kernelspec"]["name"] = "my-env"
+    (problem,) = nbtools.convention_problems(write(tmp_path, nb))
+    assert "'my-env'" in problem and "'python3'" in problem
+
+
+def test_guard_catches_an_unnormalised_notebook(tmp_path):
+    path = write(tmp_path, good_notebook())
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata["papermill"] = {"duration": 3.0}
+    nbformat.write(nb, path)
+    (problem,) = nbtools.convention_problems(path)
+    assert "not in normal form" in problem
+
+
+def test_guard_catches_no_checked_cell_and_a_markdown_less_start(tmp_path):
+    nb = good_notebook()
+    nb.cells[0] = nbformat.v4.new_code_cell("# a title in a code cell")
+    nb.cells[2].metadata = {}
+    problems = nbtools.convention_problems(write(tmp_path, nb))
+    assert len(problems) == 2
+    assert "first cell must be markdown" in problems[0] and "'nbval-check-output'" in problems[1]
+
+
+def test_guard_catches_a_committed_error_unless_it_is_the_lesson(tmp_path):
+    nb = good_notebook()
+    error = nbformat.v4.new_output("error", ename="ValueError", evalue="boom", traceback=[])
+    nb.cells.append(nbformat.v4.new_code_cell("raise ValueError('boom')", outputs=[error]))
+    (problem,) = nbtools.convention_problems(write(tmp_path, nb))
+    assert "cell 4 has a committed error (ValueError)" in problem
+    nb.cells[3].metadata["tags"] = ["raises-exception"]
+    assert nbtools.convention_problems(write(tmp_path, nb)) == []
