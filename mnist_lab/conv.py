@@ -1,0 +1,235 @@
+"""Convolution and pooling written out by hand, the output-size formula, and layer tables.
+
+`conv2d_naive` and `pool2d_naive` loop over output positions, one window at a time,
+so that the arithmetic can be read; they are checked against ``F.conv2d`` and
+``F.max_pool2d`` / ``F.avg_pool2d`` in the tests and in notebook 05. They are slow:
+use them to learn, ``nn.Conv2d`` to train.
+
+`conv_output_size` is the formula ``W' = (W - F + 2P) / S + 1`` (rounded down, as
+PyTorch does). `layer_shapes` and `layer_table` run one dummy batch through a model
+with forward hooks and report, for every leaf layer, the real input and output
+shapes, the parameters, the multiply-adds, and (for convolutions and poolings)
+what the formula predicts, so the formula can be checked against every layer.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+
+from .data import IMAGE_SHAPE
+from .errors import InvalidParameterError
+from .validate import check_choice, check_int, check_positive_int
+
+POOLS = ("max", "avg")
+SPATIAL_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # the layers the size formula describes
+
+
+def conv_output_size(w: int, f: int, p: int = 0, s: int = 1, dilation: int = 1) -> int:
+    """Output width of a convolution or pooling: ``(W - F + 2P) // S + 1``.
+
+    `w` is the input width (or height), `f` the kernel size, `p` the zero padding on
+    each side, `s` the stride. A `dilation` d spreads the kernel over ``d (F - 1) + 1``
+    pixels. When ``S`` does not divide ``W - F + 2P`` the last, incomplete window is
+    dropped (rounded down), as in PyTorch.
+    """
+    check_positive_int("input size W", w)
+    check_positive_int("kernel size F", f)
+    check_int("padding P", p, minimum=0)
+    check_positive_int("stride S", s)
+    check_positive_int("dilation", dilation)
+    span = dilation * (f - 1) + 1  # pixels one window covers
+    if w + 2 * p < span:
+        raise InvalidParameterError(
+            f"A kernel covering {span} pixels does not fit in an input of {w} pixels with padding {p} "
+            f"on each side ({w + 2 * p} in all). Use a smaller kernel, more padding, or a larger input."
+        )
+    return (w - span + 2 * p) // s + 1
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
+
+
+def _check_4d(name: str, x: Tensor) -> None:
+    if x.dim() != 4:
+        raise InvalidParameterError(
+            f"{name} must be a batch of shape (B, C, H, W), got shape {tuple(x.shape)}. "
+            "Add the batch dimension with x.unsqueeze(0) for one image."
+        )
+
+
+def conv2d_naive(
+    x: Tensor,
+    weight: Tensor,
+    bias: Tensor | None = None,
+    stride: int | tuple[int, int] = 1,
+    padding: int | tuple[int, int] = 0,
+) -> Tensor:
+    """A 2-d convolution (PyTorch's, i.e. cross-correlation) with one loop per output position.
+
+    `x` is ``(B, C_in, H, W)``, `weight` ``(C_out, C_in, F_h, F_w)``, `bias` ``(C_out,)``.
+    Every output pixel ``(i, j)`` of every output channel ``o`` is the sum over the
+    window under the kernel: ``out[b, o, i, j] = bias[o] + Σ_c Σ_u Σ_v
+    x_padded[b, c, i S + u, j S + v] · weight[o, c, u, v]``. Returns
+    ``(B, C_out, H', W')`` with ``H'``, ``W'`` from `conv_output_size`.
+    """
+    _check_4d("x", x)
+    if weight.dim() != 4 or weight.shape[1] != x.shape[1]:
+        raise InvalidParameterError(
+            f"weight must have shape (C_out, C_in={x.shape[1]}, F_h, F_w) for this input, got {tuple(weight.shape)}."
+        )
+    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
+        raise InvalidParameterError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}.")
+    (s_h, s_w), (p_h, p_w) = _pair(stride), _pair(padding)
+    c_out, _, f_h, f_w = weight.shape
+    h_out = conv_output_size(x.shape[2], f_h, p_h, s_h)
+    w_out = conv_output_size(x.shape[3], f_w, p_w, s_w)
+    # zeros around the border: (B, C_in, H + 2P_h, W + 2P_w)
+    padded = torch.nn.functional.pad(x, (p_w, p_w, p_h, p_h))
+    out = x.new_zeros(x.shape[0], c_out, h_out, w_out)
+    for i in range(h_out):
+        for j in range(w_out):
+            window = padded[:, :, i * s_h : i * s_h + f_h, j * s_w : j * s_w + f_w]  # (B, C_in, F_h, F_w)
+            # multiply the window by each of the C_out kernels and add everything up: (B, C_out)
+            out[:, :, i, j] = (window.unsqueeze(1) * weight.unsqueeze(0)).sum(dim=(2, 3, 4))
+    if bias is not None:
+        out += bias.view(1, -1, 1, 1)  # one bias per output channel, shared by all positions
+    return out
+
+
+def pool2d_naive(
+    x: Tensor,
+    kernel_size: int | tuple[int, int] = 2,
+    stride: int | tuple[int, int] | None = None,
+    kind: str = "max",
+) -> Tensor:
+    """Max or average pooling, one loop per output position; each channel is pooled on its own.
+
+    `x` is ``(B, C, H, W)``; the stride defaults to the kernel size (windows that do
+    not overlap), as in ``nn.MaxPool2d``. No padding. Returns ``(B, C, H', W')``.
+    """
+    _check_4d("x", x)
+    check_choice("pooling", kind, POOLS)
+    (k_h, k_w) = _pair(kernel_size)
+    (s_h, s_w) = _pair(kernel_size if stride is None else stride)
+    h_out = conv_output_size(x.shape[2], k_h, 0, s_h)
+    w_out = conv_output_size(x.shape[3], k_w, 0, s_w)
+    out = x.new_zeros(x.shape[0], x.shape[1], h_out, w_out)
+    for i in range(h_out):
+        for j in range(w_out):
+            window = x[:, :, i * s_h : i * s_h + k_h, j * s_w : j * s_w + k_w]  # (B, C, K_h, K_w)
+            out[:, :, i, j] = window.amax(dim=(2, 3)) if kind == "max" else window.mean(dim=(2, 3))
+    return out
+
+
+def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
+    return [(name, module) for name, module in model.named_modules() if not list(module.children())]
+
+
+def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module, tuple, tuple]]:
+    """Run one zero batch through `model`; (name, module, input shape, output shape) per leaf call."""
+    if len(input_shape) < 2 or not all(isinstance(n, int) and n >= 1 for n in input_shape):
+        raise InvalidParameterError(
+            f"input_shape must be a batch shape such as (1, 1, 28, 28) of whole numbers >= 1, got {input_shape!r}."
+        )
+    calls: list[tuple[str, nn.Module, tuple, tuple]] = []
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs: tuple[Tensor, ...], output: Tensor) -> None:
+            calls.append((name, module, tuple(inputs[0].shape), tuple(output.shape)))
+
+        return record
+
+    handles = [module.register_forward_hook(hook(name)) for name, module in _leaves(model)]
+    was_training = model.training
+    try:
+        model.eval()  # BatchNorm must not update its running statistics from a dummy batch
+        param = next(model.parameters(), None)
+        device = param.device if param is not None else torch.device("cpu")
+        with torch.no_grad():
+            model(torch.zeros(*input_shape, device=device))
+    finally:
+        for handle in handles:
+            handle.remove()
+        model.train(was_training)
+    return calls
+
+
+def layer_shapes(
+    model: nn.Module, input_shape: tuple[int, ...] = (1, *IMAGE_SHAPE)
+) -> list[tuple[str, tuple[int, ...]]]:
+    """The output shape of every leaf layer, in the order the forward pass calls them.
+
+    Shapes are measured, not computed: one batch of zeros of `input_shape` goes
+    through `model` (in eval mode, without gradients) with a forward hook on every
+    layer that has no sub-layers. Names are those of ``model.named_modules()``.
+    """
+    return [(name, out_shape) for name, _, _, out_shape in _trace(model, input_shape)]
+
+
+@dataclass(frozen=True)
+class LayerInfo:
+    """One leaf layer of a traced model: what it received, what it produced, what it costs.
+
+    ``formula_shape`` is what ``W' = (W - F + 2P)/S + 1`` predicts for the output's
+    ``(C, H', W')``, for convolutions and poolings only (None elsewhere). ``macs`` is
+    the multiply-adds per image: ``C_out H' W' · (C_in / groups) F_h F_w`` for a
+    convolution, ``in · out`` for a linear layer, 0 for anything else.
+    """
+
+    name: str
+    kind: str
+    in_shape: tuple[int, ...]
+    out_shape: tuple[int, ...]
+    parameters: int
+    macs: int
+    formula_shape: tuple[int, ...] | None
+
+
+def _formula_shape(module: nn.Module, in_shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    if not isinstance(module, SPATIAL_LAYERS) or getattr(module, "ceil_mode", False):
+        return None  # ceil_mode rounds up: not the formula taught here
+    (f_h, f_w), (s_h, s_w), (p_h, p_w) = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+    (d_h, d_w) = _pair(getattr(module, "dilation", 1))
+    channels = module.out_channels if isinstance(module, nn.Conv2d) else in_shape[1]
+    return (
+        channels,
+        conv_output_size(in_shape[2], f_h, p_h, s_h, d_h),
+        conv_output_size(in_shape[3], f_w, p_w, s_w, d_w),
+    )
+
+
+def _macs(module: nn.Module, out_shape: tuple[int, ...]) -> int:
+    per_image_outputs = 1
+    for n in out_shape[1:]:
+        per_image_outputs *= n
+    if isinstance(module, nn.Conv2d):
+        f_h, f_w = _pair(module.kernel_size)
+        return per_image_outputs * (module.in_channels // module.groups) * f_h * f_w
+    if isinstance(module, nn.Linear):
+        return per_image_outputs * module.in_features
+    return 0
+
+
+def layer_table(model: nn.Module, input_shape: tuple[int, ...] = (1, *IMAGE_SHAPE)) -> list[LayerInfo]:
+    """One `LayerInfo` per leaf-layer call: measured shapes, parameters, MACs, and the formula's shape.
+
+    Parameters and MACs are per image and count every call (a layer used twice costs
+    twice). Compare ``info.out_shape[1:]`` with ``info.formula_shape`` to check the
+    output-size formula against the real layer.
+    """
+    return [
+        LayerInfo(
+            name=name,
+            kind=type(module).__name__,
+            in_shape=in_shape,
+            out_shape=out_shape,
+            parameters=sum(p.numel() for p in module.parameters()),
+            macs=_macs(module, out_shape),
+            formula_shape=_formula_shape(module, in_shape),
+        )
+        for name, module, in_shape, out_shape in _trace(model, input_shape)
+    ]
