@@ -43,6 +43,10 @@ class OutputError(MnistLabError, OSError):
     """A result could not be written (folder not writable, disk full)."""
 
 
+class ImageError(MnistLabError, ValueError):
+    """An image of your own cannot be used: missing, unreadable, blank, huge, or several digits."""
+
+
 def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidParameterError:
     """Build the error for a name that is not one of `choices`, with a suggestion."""
     choices = sorted(choices)

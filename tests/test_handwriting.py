@@ -1,0 +1,373 @@
+"""Your own digits: MNIST-style preprocessing, the shipped samples, and clear errors for bad images."""
+
+import struct
+import zlib
+
+import numpy as np
+import pytest
+import torch
+from matplotlib.figure import Figure
+from PIL import Image, ImageDraw
+
+from mnist_lab.data import normalize
+from mnist_lab.errors import ImageError, InvalidParameterError, MnistLabError
+from mnist_lab.handwriting import (
+    MAX_PIXELS,
+    STEP_NAMES,
+    plot_digit_predictions,
+    plot_preprocessing_steps,
+    predict_digit,
+    preprocess,
+    sample_label,
+    sample_paths,
+)
+from mnist_lab.models import build_model
+from mnist_lab.train import fit
+
+# --- helpers ----------------------------------------------------------------------
+
+
+def draw(strokes, size=(300, 400), width=24, ink=0, paper=255) -> Image.Image:
+    """A grey ("L") image with polylines drawn in `ink` on `paper`."""
+    image = Image.new("L", size, paper)
+    pen = ImageDraw.Draw(image)
+    for stroke in strokes:
+        pen.line(stroke, fill=ink, width=width, joint="curve")
+    return image
+
+
+SEVEN = [[(70, 80), (230, 80), (130, 330)]]
+# A vertical bar with a foot to its right at the bottom: flipping or transposing would show.
+ELL = [[(100, 60), (100, 340)], [(100, 330), (200, 330)]]
+
+
+def ink_box(digit: torch.Tensor) -> tuple[int, int]:
+    """(height, width) of the non-zero pixels of a 28×28 digit."""
+    rows = np.nonzero(digit.numpy().any(axis=1))[0]
+    cols = np.nonzero(digit.numpy().any(axis=0))[0]
+    return rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+def centre_of_mass(digit: torch.Tensor) -> tuple[float, float]:
+    """(row, column) centre of mass of a 28×28 digit, in pixel indices."""
+    d = digit.double()
+    idx = torch.arange(28, dtype=torch.float64)
+    return float(d.sum(1) @ idx / d.sum()), float(d.sum(0) @ idx / d.sum())
+
+
+def png_header(width: int, height: int) -> bytes:
+    """The bytes of a PNG that *declares* width × height but holds no pixel data."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 0, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+# --- orientation, inversion, centring, aspect ratio -------------------------------
+
+
+def test_light_and_dark_backgrounds_give_the_same_digit():
+    dark_on_light = draw(SEVEN)
+    light_on_dark = draw(SEVEN, ink=255, paper=0)
+    _, a = preprocess(dark_on_light)
+    _, b = preprocess(light_on_dark)
+    assert torch.equal(a, b)
+    # MNIST's convention: black background, bright ink
+    assert a.dtype == torch.uint8 and a.shape == (28, 28)
+    assert a[0].max() == 0 and a[:, 0].max() == 0 and a.max() == 255
+
+
+def test_orientation_is_kept_not_flipped_or_transposed():
+    _, digit = preprocess(draw(ELL))
+    d = digit.double()
+    rows, cols = np.nonzero(digit.numpy().any(axis=1))[0], np.nonzero(digit.numpy().any(axis=0))[0]
+    left, right = d[:, cols[0] : cols[0] + 3].sum(), d[:, cols[-1] - 2 : cols[-1] + 1].sum()
+    top, bottom = d[rows[0] : rows[0] + 3].sum(), d[rows[-1] - 2 : rows[-1] + 1].sum()
+    assert left > 2 * right  # the bar is still on the left of the ink box
+    assert bottom > 2 * top  # the foot is still at the bottom
+    height, width = ink_box(digit)
+    assert height == 20 and width < 14  # tall stays tall
+
+
+@pytest.mark.parametrize("strokes", [SEVEN, ELL, [[(60, 200), (240, 200)], [(150, 60), (150, 340)]]])
+def test_centre_of_mass_is_at_14_14(strokes):
+    _, digit = preprocess(draw(strokes))
+    cy, cx = centre_of_mass(digit)
+    assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5
+
+
+def test_every_sample_is_centred_and_20_pixels_long():
+    for path in sample_paths():
+        _, digit = preprocess(path)
+        cy, cx = centre_of_mass(digit)
+        assert abs(cy - 14) <= 0.5 and abs(cx - 14) <= 0.5, path.name
+        assert max(ink_box(digit)) == 20, path.name
+
+
+def test_tall_thin_one_keeps_its_aspect_ratio():
+    # 24 px wide, 300 px tall: scaled to 20 px tall it is about 1.6 px wide
+    _, digit = preprocess(draw([[(150, 50), (150, 350)]], width=24))
+    height, width = ink_box(digit)
+    assert height == 20 and width <= 4
+
+
+def test_wide_dash_keeps_its_width():
+    _, digit = preprocess(draw([[(30, 200), (270, 200)]], width=24))
+    height, width = ink_box(digit)
+    assert width == 20 and height <= 4
+
+
+def test_thin_pen_is_thickened_to_mnist_strokes():
+    image = draw(SEVEN, width=3)  # a 3-pixel pen: 0.24 px at 20-pixel scale
+    _, thick, steps = preprocess(image, return_steps=True)
+    _, thin = preprocess(image, thicken=False)
+    assert "thickened" in steps
+    assert (thick > 127).sum() > 2 * (thin > 127).sum()
+    assert max(ink_box(thick)) == 20
+    # a thick pen is left alone
+    _, _, steps = preprocess(draw(SEVEN, width=24), return_steps=True)
+    assert "thickened" not in steps
+
+
+def test_mnist_digits_come_back_as_themselves(test_set):
+    """An MNIST digit, enlarged and printed dark on light, is preprocessed back into itself."""
+    images, _ = test_set
+    correlations = []
+    for digit in images[:40]:
+        photo = Image.fromarray(255 - digit.numpy()).resize((280, 280), Image.Resampling.BICUBIC)
+        _, back = preprocess(photo)
+        correlations.append(np.corrcoef(digit.numpy().ravel(), back.numpy().ravel())[0, 1])
+    assert np.median(correlations) > 0.95 and min(correlations) > 0.6
+
+
+def test_output_is_normalised_as_asked():
+    image = draw(SEVEN)
+    x, digit = preprocess(image)
+    assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
+    torch.testing.assert_close(x, normalize(digit.unsqueeze(0), "standard"))
+    x_unit, _ = preprocess(image, normalization="unit")
+    torch.testing.assert_close(x_unit, digit.float().reshape(1, 1, 28, 28) / 255)
+    with pytest.raises(InvalidParameterError, match="standard"):
+        preprocess(image, normalization="standad")
+
+
+def test_small_specks_of_noise_are_ignored():
+    clean = draw(SEVEN)
+    specked = clean.copy()
+    ImageDraw.Draw(specked).ellipse((270, 370, 274, 374), fill=0)  # a 5-pixel dot in a corner
+    assert torch.equal(preprocess(clean)[1], preprocess(specked)[1])
+
+
+def test_a_digit_written_in_two_strokes_is_one_digit():
+    # a 5 whose top bar does not touch its body: the columns overlap, so it is one digit
+    five = [[(120, 60), (240, 60)], [(100, 110), (95, 200), (200, 210), (220, 290), (110, 330)]]
+    _, digit = preprocess(draw(five))
+    assert max(ink_box(digit)) == 20
+
+
+def test_large_photo_is_handled():
+    image = draw([[(900, 600), (2000, 600), (1400, 2400)]], size=(3000, 3000), width=90, paper=235)
+    _, digit = preprocess(image)
+    assert max(ink_box(digit)) == 20
+
+
+# --- input kinds ------------------------------------------------------------------
+
+
+def _as_mode(image: Image.Image, mode: str) -> Image.Image:
+    """The same grey drawing stored in another image mode."""
+    grey = np.asarray(image)
+    if mode == "I;16":
+        return Image.fromarray(grey.astype(np.uint16) * 257)
+    if mode == "I":
+        return Image.fromarray(grey.astype(np.int32) * 257, mode="I")
+    if mode == "F":
+        return Image.fromarray(grey.astype(np.float32) / 255)
+    if mode == "RGBA":  # ink opaque, paper transparent
+        alpha = 255 - grey
+        return Image.fromarray(np.stack([np.zeros_like(grey)] * 3 + [alpha], axis=2), mode="RGBA")
+    if mode == "LA":
+        return Image.fromarray(np.stack([np.zeros_like(grey), 255 - grey], axis=2), mode="LA")
+    if mode == "P":
+        return image.convert("RGB").quantize(colors=32)
+    return image.convert(mode)
+
+
+@pytest.mark.parametrize("mode", ["RGB", "I;16", "I", "F", "RGBA", "LA", "P", "CMYK"])
+def test_every_image_mode_gives_the_same_digit(mode):
+    reference = draw(SEVEN)
+    _, expected = preprocess(reference)
+    converted = _as_mode(reference, mode)
+    assert converted.mode == mode
+    _, digit = preprocess(converted)
+    assert (digit.int() - expected.int()).abs().max() <= 3
+
+
+def test_light_ink_on_transparent_background_uses_the_alpha_channel():
+    grey = 255 - np.asarray(draw(SEVEN))  # ink strength
+    white_ink = Image.fromarray(np.stack([np.full_like(grey, 255)] * 3 + [grey], axis=2), mode="RGBA")
+    _, expected = preprocess(draw(SEVEN))
+    _, digit = preprocess(white_ink)
+    assert (digit.int() - expected.int()).abs().max() <= 3
+
+
+@pytest.mark.parametrize("suffix", ["png", "jpg", "bmp", "gif", "tiff", "webp"])
+def test_files_of_every_common_format_are_read(tmp_path, suffix):
+    path = tmp_path / f"seven.{suffix}"
+    draw(SEVEN).convert("RGB").save(path)
+    _, expected = preprocess(draw(SEVEN))
+    _, digit = preprocess(path)
+    assert (digit.float() - expected.float()).abs().mean() < 3  # JPEG and WebP are lossy
+
+
+def test_phone_photo_rotation_is_applied(tmp_path):
+    image = draw(ELL).convert("RGB")
+    exif = Image.Exif()
+    exif[0x0112] = 3  # orientation: the camera was upside down, show rotated by 180°
+    image.rotate(180).save(tmp_path / "photo.jpg", exif=exif.tobytes())
+    _, expected = preprocess(image)
+    _, digit = preprocess(tmp_path / "photo.jpg")
+    assert (digit.float() - expected.float()).abs().mean() < 3
+
+
+def test_arrays_and_tensors_are_accepted():
+    image = draw(SEVEN)
+    _, expected = preprocess(image)
+    assert torch.equal(preprocess(np.asarray(image))[1], expected)
+    assert torch.equal(preprocess(torch.from_numpy(np.asarray(image).copy()))[1], expected)
+    with pytest.raises(ImageError, match="path"):
+        preprocess(42)
+
+
+# --- bad files and bad images: clear errors ---------------------------------------
+
+
+def _error(image_or_path) -> str:
+    with pytest.raises(ImageError) as info:
+        preprocess(image_or_path)
+    assert isinstance(info.value, MnistLabError) and isinstance(info.value, ValueError)
+    return str(info.value)
+
+
+def test_missing_file(tmp_path):
+    message = _error(tmp_path / "my_digit.png")
+    assert "No image file" in message and "my_digit.png" in message
+
+
+def test_a_folder_is_not_an_image(tmp_path):
+    assert "folder" in _error(tmp_path)
+
+
+def test_empty_file(tmp_path):
+    path = tmp_path / "empty.png"
+    path.write_bytes(b"")
+    message = _error(path)
+    assert "empty.png" in message and "empty (0 bytes)" in message
+
+
+def test_text_file_renamed_png(tmp_path):
+    path = tmp_path / "notes.png"
+    path.write_text("these are my notes, not a picture\n")
+    message = _error(path)
+    assert "notes.png" in message and "not an image" in message and "PNG, JPEG" in message
+
+
+def test_truncated_file(tmp_path):
+    path = tmp_path / "cut.png"
+    noise = np.random.default_rng(0).integers(0, 255, (300, 300), dtype=np.uint8)
+    Image.fromarray(noise).save(path)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+    message = _error(path)
+    assert "cut.png" in message and "truncated or damaged" in message
+
+
+def test_huge_image_is_refused_from_its_header(tmp_path):
+    path = tmp_path / "huge.png"
+    path.write_bytes(png_header(8000, 8000))  # 64 megapixels declared in a 60-byte file
+    assert 8000 * 8000 > MAX_PIXELS
+    message = _error(path)
+    assert "8000×8000" in message and "megapixel" in message and "decompression" in message
+
+
+def test_gigantic_image_beyond_pillows_own_guard(tmp_path):
+    path = tmp_path / "bomb.png"
+    path.write_bytes(png_header(30000, 30000))  # Pillow itself refuses this one
+    assert "megapixel" in _error(path)
+
+
+@pytest.mark.parametrize("level", [255, 0, 128])
+def test_blank_or_constant_image(level):
+    message = _error(Image.new("L", (300, 400), level))
+    assert "No ink found" in message and "one flat colour" in message and f"grey level {level}" in message
+
+
+def test_faint_noise_is_not_ink():
+    rng = np.random.default_rng(0)
+    paper = np.clip(rng.normal(240, 2, (300, 400)), 0, 255).astype(np.uint8)
+    message = _error(Image.fromarray(paper))
+    assert "No ink found" in message
+
+
+def test_two_digits_side_by_side():
+    two = draw([[(40, 100), (40, 300)], [(120, 100), (260, 100), (170, 300)]], size=(300, 400))
+    message = _error(two)
+    assert "looks like 2 digits" in message and "one digit per image" in message
+
+
+def test_three_digits_side_by_side():
+    strokes = [[(x, 100), (x + 30, 300)] for x in (40, 140, 240)]
+    assert "looks like 3 digits" in _error(draw(strokes, size=(330, 400)))
+
+
+# --- the shipped samples and predictions ------------------------------------------
+
+
+def test_samples_are_shipped_in_many_image_kinds():
+    paths = sample_paths()
+    assert [sample_label(p) for p in paths] == list(range(10))
+    modes = {Image.open(p).mode for p in paths}
+    assert {"RGB", "RGBA", "LA", "P", "I;16"} <= modes
+    for path in paths:
+        with Image.open(path) as image:
+            assert image.size != (28, 28) and image.size[0] >= 300
+
+
+@pytest.fixture(scope="module")
+def small_cnn():
+    """Keras' CNN (T4) trained for one epoch on 10,000 digits: about 95 % accurate, seconds on a CPU."""
+    model = build_model("keras_cnn", seed=0)
+    history = fit(
+        model, device="cpu", limit=10_000, test_limit=1000, epochs=1, batch_size=64, lr=2e-3, progress=False, log=None
+    )
+    assert history.final_test_acc > 0.9
+    return model
+
+
+def test_every_shipped_sample_is_predicted_correctly(small_cnn):
+    wrong = []
+    for path in sample_paths():
+        guesses = predict_digit(small_cnn, path)
+        if guesses[0][0] != sample_label(path):
+            wrong.append((path.name, guesses))
+    assert not wrong, f"misread samples: {wrong}"
+
+
+def test_predict_digit_gives_sorted_top_k(small_cnn):
+    guesses = predict_digit(small_cnn, sample_paths()[7], k=4)
+    assert len(guesses) == 4 and len({d for d, _ in guesses}) == 4
+    probs = [p for _, p in guesses]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1 + 1e-6
+    assert all(isinstance(d, int) and 0 <= d <= 9 for d, _ in guesses)
+
+
+def test_figures():
+    path = sample_paths()[3]
+    _, digit, steps = preprocess(path, return_steps=True)
+    assert list(steps) == [name for name in STEP_NAMES if name != "thickened"]
+    assert steps["centred"].shape == (28, 28) and steps["scaled"].shape[0] == 20
+    fig = plot_preprocessing_steps(steps)
+    assert isinstance(fig, Figure) and len(fig.axes) == len(steps)
+    fig = plot_digit_predictions([steps["original"]], [digit], [[(3, 0.9), (8, 0.05), (5, 0.01)]], labels=[3])
+    assert isinstance(fig, Figure) and len(fig.axes) == 2
