@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from . import __version__
 from .batch import add_batch_command
+from .bench import add_bench_command
 from .config import OPTIMIZERS
 from .data import NORMALIZATIONS, check_files, locate, search_dirs
 from .errors import MnistLabError
@@ -142,6 +143,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"mnist-lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
+    add_bench_command(sub)
     add_batch_command(sub)
     sub.add_parser("models", help="list every model with its source and parameter count").set_defaults(func=_models)
     data = sub.add_parser("data", help="show where MNIST is and whether every file verifies")

@@ -11,6 +11,11 @@ from .errors import InvalidParameterError, unknown_choice
 from .validate import check_bool, check_choice, check_float, check_int, check_optional_limit, check_positive_int
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
+# "constant": the learning rate never changes (every tutorial); "onecycle": per batch, a
+# linear warm-up from 0 to `lr` over the first ONECYCLE_WARMUP of all steps, then a
+# linear decay back to 0 at the last step (the fast recipe).
+SCHEDULES = ("constant", "onecycle")
+ONECYCLE_WARMUP = 0.2
 
 
 @dataclass(frozen=True)
@@ -33,6 +38,9 @@ class TrainConfig:
     seed: int = 0  # seeds the weights, dropout and the shuffling
     limit: int | None = None  # train on the first `limit` training samples only
     test_limit: int | None = None  # evaluate on the first `test_limit` test samples only
+    label_smoothing: float = 0.0  # training targets: 1 - s on the true class, s spread over all 10
+    schedule: str = "constant"  # learning-rate schedule: "constant" or "onecycle" (see SCHEDULES)
+    nesterov: bool = False  # SGD with Nesterov momentum (needs momentum > 0)
 
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
@@ -41,6 +49,12 @@ class TrainConfig:
         check_float("momentum", self.momentum, minimum=0.0)
         if self.momentum >= 1:
             raise InvalidParameterError(f"momentum must be below 1, got {self.momentum}.")
+        check_bool("nesterov", self.nesterov)
+        if self.nesterov and (self.optimizer != "sgd" or self.momentum == 0):
+            raise InvalidParameterError(
+                f"nesterov=True needs optimizer='sgd' and momentum > 0 (got optimizer={self.optimizer!r}, "
+                f"momentum={self.momentum}). Set a momentum such as 0.9, or nesterov=False."
+            )
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("test_batch_size", self.test_batch_size)
@@ -49,6 +63,12 @@ class TrainConfig:
         check_int("seed", self.seed, minimum=0)
         check_optional_limit("limit", self.limit)
         check_optional_limit("test_limit", self.test_limit)
+        check_float("label_smoothing", self.label_smoothing, minimum=0.0)
+        if self.label_smoothing >= 1:
+            raise InvalidParameterError(
+                f"label_smoothing must be below 1 (0.1 is typical), got {self.label_smoothing}."
+            )
+        check_choice("schedule", self.schedule, SCHEDULES)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed, validated again."""

@@ -6,7 +6,25 @@ import pytest
 import yaml
 from conftest import REPO
 
-from mnist_lab import cli, config, data, io, models, plots, train
+from mnist_lab import (
+    backprop,
+    batch,
+    bench,
+    cli,
+    config,
+    conv,
+    data,
+    fast,
+    graphs,
+    handwriting,
+    io,
+    models,
+    nbtools,
+    notebook,
+    plots,
+    scratch,
+    train,
+)
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -34,7 +52,11 @@ def test_environment_yml_installs_what_pyproject_names():
     assert "-e ." in pip_part
 
 
-@pytest.mark.parametrize("module", [cli, config, data, io, models, plots, train])
+MODULES = [backprop, batch, bench, cli, config, conv, data, fast, graphs, handwriting, io, models, nbtools, notebook]
+MODULES += [plots, scratch, train]
+
+
+@pytest.mark.parametrize("module", MODULES)
 def test_public_functions_have_docstrings_and_type_hints(module):
     for name, obj in vars(module).items():
         if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:

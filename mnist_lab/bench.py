@@ -1,0 +1,875 @@
+"""``mnist-lab bench``: the tutorials' training loop against mnist_lab's, timed in one run.
+
+For each model, on one device, in one process:
+
+(a) the loop the five tutorials write: torchvision MNIST with a per-sample
+    transform (PIL image → tensor → normalise), a ``DataLoader`` (batch 64 by
+    default), every batch copied to the device, ``.item()`` on every step;
+(b) `mnist_lab.train.fit` with the same model, batch size, optimiser, learning
+    rate and seed, plus the speed switches that pay on this device
+    (`mnist_lab.fast.speed_settings`).
+
+Both train from the same initial weights for ``max(1 + repeats, accuracy_epochs)``
+epochs. Epoch 1 is the warm-up and is not timed; the next `repeats` epochs are
+timed and their MEDIAN is reported; test accuracy is read after epoch
+`accuracy_epochs`. So a speed-up that cost accuracy would show in the same table.
+
+The steps between (a) and (b), one change at a time, are `LADDER`; notebook 08 times
+each of them with `make_trainer` and `time_epochs`, the same code this module runs.
+``--fast`` runs the fast recipe (`mnist_lab.fast.train_fast`) over several seeds.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import math
+import os
+import platform
+import resource
+import shlex
+import statistics
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Subset, TensorDataset
+
+from .config import TrainConfig
+from .data import DeviceLoader, load_mnist, mnist_dataset, normalize, tutorial_transform
+from .errors import InvalidParameterError
+from .fast import (
+    FAST_RECIPE,
+    GRAPH_OPTIMIZER_NAMES,
+    FastRun,
+    is_convolutional,
+    speed_settings,
+    summarize_fast,
+    train_fast,
+)
+from .graphs import GraphedEpochs
+from .io import atomic_write, check_writable, write_json
+from .models import build_model, model_class
+from .notebook import device_description
+from .train import (
+    DEVICES,
+    OPTIMIZER_CLASSES,
+    _compile_mode,
+    _compiled,
+    _optimizer_settings,
+    _train_epoch,
+    evaluate,
+    fit,
+    get_device,
+    loss_function,
+    set_seed,
+)
+from .validate import check_bool, check_choice, check_int, check_optional_limit, check_positive_int
+
+DEFAULT_MODELS = ("deep_mlp", "mlp", "bp_network", "convnet", "keras_cnn")
+GPU_MODELS = ("alexnet",)  # added to the default list on a GPU: too slow for a CPU
+TUTORIAL_BATCH = 64  # the tutorials' DataLoader batch size
+FLATTENED_BY_TRANSFORM = {"deep_mlp"}  # T0 flattens in its transform; the others in the model
+QUICK = {"models": ("mlp", "convnet"), "limit": 1024, "test_limit": 500, "repeats": 1, "accuracy_epochs": 2}
+QUICK_FAST = {"seeds": 1, "epochs": 1, "limit": 4096, "test_limit": 1000}
+REPORT_NAME = "bench"  # bench.json and bench.md (fast.json and fast.md with --fast)
+
+
+# --- the ladder: from the tutorials' loop to mnist_lab's, one change at a time ------
+
+
+@dataclass(frozen=True)
+class Step:
+    """One rung of the ladder: where batches come from and what the loop does.
+
+    ``loader``: ``"tutorial"`` (torchvision + per-sample transform + DataLoader),
+    ``"tensors"`` (normalised once, DataLoader over a TensorDataset) or ``"device"``
+    (`DeviceLoader`: uint8 on the device, shuffled and normalised there).
+    ``sync_every_step``: the tutorials' ``.item()`` per step, else mnist_lab's
+    epoch (sums kept on the device, read once). The rest are `fit`'s speed switches;
+    ``fused`` asks for the optimiser's fused kernels (``foreach`` on MPS, which has none).
+    """
+
+    name: str
+    title: str
+    loader: str = "tutorial"
+    sync_every_step: bool = False
+    fused: bool = False
+    channels_last: bool = False
+    amp: bool = False
+    compile: bool | str = False
+    cuda_graph: bool = False
+
+
+# (name, title, change): each rung is the one before it plus one change.
+CHANGES: tuple[tuple[str, str, dict[str, Any]], ...] = (
+    (
+        "tutorial",
+        "tutorials' loop: PIL transform per sample, DataLoader, .item() per step",
+        {"loader": "tutorial", "sync_every_step": True},
+    ),
+    ("tensors", "normalise once: DataLoader over a TensorDataset", {"loader": "tensors"}),
+    ("device", "whole split on the device: DeviceLoader batches", {"loader": "device"}),
+    ("no_sync", "no .item() per step: sums stay on the device (mnist_lab's epoch)", {"sync_every_step": False}),
+    ("fused", "fused optimiser: one kernel updates every parameter", {"fused": True}),
+    ("channels_last", "channels-last feature maps", {"channels_last": True}),
+    ("bf16", "bfloat16 autocast", {"amp": True}),
+    ("compile", "torch.compile", {"compile": True}),
+    (
+        "cuda_graph",
+        "the whole step recorded as one CUDA graph (instead of compile)",
+        {"compile": False, "cuda_graph": True},
+    ),
+)
+
+
+def _cumulative(changes: Iterable[tuple[str, str, dict[str, Any]]]) -> tuple[Step, ...]:
+    steps, fields = [], {}
+    for name, title, change in changes:
+        fields.update(change)
+        steps.append(Step(name, title, **fields))
+    return tuple(steps)
+
+
+LADDER: tuple[Step, ...] = _cumulative(CHANGES)
+STEP_NAMES = tuple(step.name for step in LADDER) + ("tuned",)
+
+
+def bf16_supported(device: torch.device | str) -> bool:
+    """Whether `device` computes in bfloat16 natively (elsewhere autocast emulates it, slowly)."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        try:  # AVX-512 BF16 or AMX, as oneDNN sees it
+            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+        except (AttributeError, RuntimeError):
+            return False
+    return False
+
+
+def ladder_for(model: nn.Module, device: torch.device | str) -> tuple[tuple[Step, ...], dict[str, str]]:
+    """The rungs of `LADDER` that apply to `model` on `device`, and why the others do not.
+
+    Channels-last needs feature maps (a CNN); bfloat16 needs hardware that computes
+    in it; compilation is tried on CPUs and CUDA GPUs (on CUDA in the mode
+    `speed_settings` picks). Each rung is the previous applicable one plus its change.
+    """
+    device = torch.device(device)
+    reasons = {}
+    if not is_convolutional(model):
+        reasons["channels_last"] = "no feature maps in this model: nothing to reorder"
+    if not bf16_supported(device):
+        reasons["bf16"] = f"this {device.type} has no native bfloat16: autocast would emulate it, slower"
+    if device.type not in ("cpu", "cuda"):
+        reasons["compile"] = f"torch.compile is not tried on {device.type} here"
+    if device.type != "cuda":
+        reasons["cuda_graph"] = "CUDA graphs need a CUDA GPU"
+    elif getattr(model, "RECIPE", TrainConfig()).optimizer not in GRAPH_OPTIMIZER_NAMES:
+        reasons["cuda_graph"] = "this recipe's optimiser has no fused kernel to record"
+    mode = "reduce-overhead" if device.type == "cuda" else True  # CUDA: compile records CUDA graphs too
+    changes = [
+        (name, title, {"compile": mode} if name == "compile" else change)
+        for name, title, change in CHANGES
+        if name not in reasons
+    ]
+    return _cumulative(changes), reasons
+
+
+def tuned_step(model: nn.Module, device: torch.device | str) -> Step:
+    """The step `fit` takes when given `speed_settings`: only the switches that pay on `device`."""
+    settings = speed_settings(model, device)
+    return Step(
+        "tuned",
+        "only what pays here: " + (", ".join(k for k, v in settings.items() if v) or "nothing extra"),
+        loader="device",
+        fused=torch.device(device).type == "cuda",  # what make_optimizer does by itself on CUDA
+        **settings,
+    )
+
+
+def tutorial_loader(
+    config: TrainConfig,
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    flatten: bool = False,
+    limit: int | None = None,
+) -> DataLoader:
+    """The tutorials' loader: torchvision MNIST, ToTensor + Normalize per sample, batches of ``config.batch_size``."""
+    dataset = mnist_dataset(split, transform=tutorial_transform(config.normalize, flatten), data_dir=data_dir)
+    if limit is not None:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    shuffle = config.shuffle and split == "train"
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
+
+
+def tensor_loader(
+    config: TrainConfig, data_dir: str | os.PathLike[str] | None = None, limit: int | None = None
+) -> DataLoader:
+    """The first fix: normalise the whole training set once, then a DataLoader over the tensors.
+
+    No PIL and no per-sample transform; the DataLoader still indexes samples one by
+    one and stacks them into a batch on the CPU.
+    """
+    images, labels = load_mnist("train", data_dir)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    dataset = TensorDataset(normalize(images, config.normalize), labels)  # (N, 1, 28, 28) float32, (N,)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=config.shuffle)
+
+
+def tutorial_epoch(
+    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], optimizer, loss_fn, device: torch.device, amp=False
+) -> tuple[float, float, bool]:
+    """One epoch the way the tutorials write it: ``.to(device)`` per batch, ``.item()`` per step.
+
+    Each ``.item()`` makes the CPU wait until the device has finished the step, so
+    the CPU can never queue the next step while the device works. Returns mean
+    loss, accuracy and whether the loss became NaN (like `mnist_lab.train`'s epoch).
+    """
+    model.train()
+    loss_sum, correct, count = 0.0, 0, 0
+    for X, y in loader:
+        X, y = X.to(device), y.to(device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out = model(X)
+            loss = loss_fn(out.float(), y)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        loss_sum += loss.item() * len(y)  # waits for the device, every step
+        correct += (out.argmax(dim=1) == y).sum().item()
+        count += len(y)
+    mean = loss_sum / count
+    return mean, correct / count, not math.isfinite(mean)
+
+
+@dataclass
+class Trainer:
+    """A model, its optimiser and its batches, trained one epoch at a time by one `Step`."""
+
+    step: Step
+    model: nn.Module
+    runner: nn.Module
+    optimizer: torch.optim.Optimizer
+    loader: Any
+    loss_fn: Callable[..., Tensor]
+    device: torch.device
+    samples: int
+    graphed: GraphedEpochs | None = None  # the recorded step of the ``cuda_graph`` rung
+
+    def epoch(self) -> tuple[float, float, bool]:
+        """Train one epoch; returns mean loss, accuracy, diverged (the device has finished)."""
+        if self.graphed is not None:
+            result = self.graphed.epoch()
+        elif self.step.sync_every_step:
+            result = tutorial_epoch(self.runner, self.loader, self.optimizer, self.loss_fn, self.device, self.step.amp)
+        else:
+            result = _train_epoch(self.runner, self.loader, self.optimizer, self.loss_fn, self.device, self.step.amp)
+        synchronize(self.device)
+        return result
+
+    def timed_epoch(self) -> float:
+        """Seconds for one epoch, from a quiet device to a quiet device."""
+        synchronize(self.device)
+        start = time.perf_counter()
+        self.epoch()
+        return time.perf_counter() - start
+
+
+def synchronize(device: torch.device) -> None:
+    """Wait until `device` has finished all queued work (a no-op on the CPU)."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    elif device.type == "mps":
+        torch.mps.synchronize()
+
+
+def make_step_optimizer(model: nn.Module, config: TrainConfig, fused: bool) -> torch.optim.Optimizer:
+    """The recipe's optimiser, either as PyTorch builds it by default or with its fused kernels.
+
+    PyTorch's default is a loop over the parameter tensors on a CPU and the
+    ``foreach`` kernels on a GPU. ``fused`` asks for one kernel over all of them
+    (SGD and Adam on CPU and CUDA); where there is none, ``foreach`` is the next best.
+    """
+    settings = _optimizer_settings(config)
+    if fused:
+        device = next(model.parameters()).device
+        if config.optimizer in ("sgd", "adam") and device.type in ("cpu", "cuda"):
+            settings["fused"] = True
+        else:
+            settings["foreach"] = True
+    return OPTIMIZER_CLASSES[config.optimizer](model.parameters(), **settings)
+
+
+def make_trainer(
+    step: Step | str,
+    model_name: str,
+    device: torch.device | str = "cpu",
+    config: TrainConfig | None = None,
+    *,
+    data_dir: str | os.PathLike[str] | None = None,
+    limit: int | None = None,
+    batch_size: int | None = None,
+) -> Trainer:
+    """A `Trainer` for `model_name` that trains the way `step` (a `LADDER` name or ``"tuned"``) says.
+
+    The model starts from ``config.seed`` (default: the model's recipe, seed 0), so
+    every step trains the same network from the same weights; `batch_size` and
+    `limit` override the recipe's.
+    """
+    device = get_device(device)
+    cls = model_class(model_name)
+    config = config or cls.RECIPE
+    if batch_size is not None:
+        config = config.replace(batch_size=batch_size)
+    if limit is not None:
+        config = config.replace(limit=limit)
+    set_seed(config.seed)
+    model = build_model(model_name, seed=config.seed).to(device)
+    if isinstance(step, str):
+        check_choice("step", step, STEP_NAMES)
+        step = tuned_step(model, device) if step == "tuned" else next(s for s in LADDER if s.name == step)
+    if step.channels_last:
+        model.to(memory_format=torch.channels_last)
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+    optimizer = make_step_optimizer(model, config, fused=step.fused)
+    if step.loader == "tutorial":
+        loader = tutorial_loader(config, "train", data_dir, flatten=model_name in FLATTENED_BY_TRANSFORM, limit=limit)
+    elif step.loader == "tensors":
+        loader = tensor_loader(config, data_dir, limit)
+    else:
+        loader = DeviceLoader.from_mnist(
+            "train",
+            data_dir,
+            batch_size=config.batch_size,
+            shuffle=config.shuffle,
+            normalize=config.normalize,
+            device=device,
+            seed=config.seed,
+            limit=limit,
+        )
+    mode = _compile_mode(step.compile)
+    runner = _compiled(model, mode) if mode else model
+    samples = len(loader.dataset) if isinstance(loader, DataLoader) else loader.num_samples
+    loss_fn = loss_function(model)
+    graphed = GraphedEpochs(model, loader, optimizer, loss_fn, step.amp) if step.cuda_graph else None
+    return Trainer(step, model, runner, optimizer, loader, loss_fn, device, samples, graphed)
+
+
+@dataclass
+class Timing:
+    """Seconds per epoch of one way of training: every timed epoch, and their median."""
+
+    step: str
+    title: str
+    seconds: list[float]
+    samples: int
+    warmup_seconds: float
+
+    @property
+    def median(self) -> float:
+        """Median seconds per timed epoch."""
+        return statistics.median(self.seconds)
+
+    @property
+    def per_epoch(self) -> float:
+        """Median seconds scaled to a full 60,000-image epoch (equal to `median` without a limit)."""
+        return self.median * 60_000 / self.samples
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {
+            "step": self.step,
+            "title": self.title,
+            "seconds": self.seconds,
+            "median": self.median,
+            "samples": self.samples,
+            "seconds_per_60k": self.per_epoch,
+            "warmup_seconds": self.warmup_seconds,
+        }
+
+
+def time_epochs(trainer: Trainer, repeats: int = 3, warmup: int = 1) -> Timing:
+    """Train `warmup` untimed epochs, then `repeats` timed ones; the `Timing` holds them all."""
+    check_positive_int("repeats", repeats)
+    check_int("warmup", warmup, minimum=0)
+    start = time.perf_counter()
+    for _ in range(warmup):
+        trainer.epoch()
+    warm = time.perf_counter() - start
+    seconds = [trainer.timed_epoch() for _ in range(repeats)]
+    return Timing(trainer.step.name, trainer.step.title, seconds, trainer.samples, warm)
+
+
+# --- the benchmark: (a) against (b) for each model ----------------------------------
+
+
+@dataclass
+class BenchSettings:
+    """What `run_bench` measures; validated on creation (bad input fails before any training)."""
+
+    models: tuple[str, ...]
+    device: str = "auto"
+    repeats: int = 3
+    batch_size: int = TUTORIAL_BATCH
+    limit: int | None = None
+    test_limit: int | None = None
+    accuracy_epochs: int = 4
+    seed: int = 0
+    data_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.models:
+            raise InvalidParameterError("No model to benchmark: name at least one with --models.")
+        for name in self.models:
+            model_class(name)
+        check_positive_int("repeats", self.repeats)
+        check_positive_int("batch_size", self.batch_size)
+        check_optional_limit("limit", self.limit)
+        check_optional_limit("test_limit", self.test_limit)
+        check_positive_int("accuracy_epochs", self.accuracy_epochs)
+        check_int("seed", self.seed, minimum=0)
+        if self.limit is not None and self.limit < self.batch_size:
+            raise InvalidParameterError(
+                f"limit={self.limit} is smaller than one batch ({self.batch_size}): an epoch would have "
+                "one partial batch only. Use a limit of at least the batch size."
+            )
+
+    @property
+    def epochs(self) -> int:
+        """Epochs each side trains: one warm-up, `repeats` timed, and enough for the accuracy."""
+        return max(1 + self.repeats, self.accuracy_epochs)
+
+
+@dataclass
+class Side:
+    """One side of the comparison for one model: timings, accuracy, peak memory."""
+
+    seconds: list[float]
+    test_acc: float
+    peak_memory_mb: float
+    memory_kind: str
+    diverged: bool = False
+
+    @property
+    def median(self) -> float:
+        """Median seconds of the timed epochs (NaN if training diverged before any was timed)."""
+        return statistics.median(self.seconds) if self.seconds else math.nan
+
+
+@dataclass
+class ModelResult:
+    """(a) and (b) for one model, and the ratio of their median epoch times."""
+
+    model: str
+    config: dict[str, Any]
+    settings: dict[str, Any]
+    tutorial: Side
+    mnist_lab: Side
+    samples: int
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def ratio(self) -> float:
+        """How many times faster mnist_lab's epoch is: tutorial median / mnist_lab median."""
+        return self.tutorial.median / self.mnist_lab.median
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        side = lambda s: {  # noqa: E731
+            "seconds": s.seconds,
+            "median_seconds": s.median,
+            "test_acc": s.test_acc,
+            "peak_memory_mb": s.peak_memory_mb,
+            "memory": s.memory_kind,
+            "diverged": s.diverged,
+        }
+        return {
+            "model": self.model,
+            "config": self.config,
+            "speed_settings": self.settings,
+            "samples_per_epoch": self.samples,
+            "tutorial": side(self.tutorial),
+            "mnist_lab": side(self.mnist_lab),
+            "ratio": self.ratio,
+        }
+
+
+def _reset_peak(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.reset_peak_memory_stats(device)
+
+
+def peak_memory(device: torch.device) -> tuple[float, str]:
+    """Peak memory in MiB and what it measures: CUDA memory since the last reset, else the process's max RSS."""
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**20, "GPU memory allocated (peak)"
+    kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux, bytes on macOS
+    mib = kib / 2**20 if sys.platform == "darwin" else kib / 1024
+    return mib, "process max RSS so far"
+
+
+def _tutorial_side(name: str, config: TrainConfig, settings: BenchSettings, device, test) -> Side:
+    trainer = make_trainer("tutorial", name, device, config, data_dir=settings.data_dir, limit=settings.limit)
+    _reset_peak(device)
+    seconds, acc, diverged = [], float("nan"), False
+    for epoch in range(1, settings.epochs + 1):
+        start = time.perf_counter()
+        *_, diverged = trainer.epoch()
+        if epoch > 1 and epoch <= 1 + settings.repeats:
+            seconds.append(time.perf_counter() - start)
+        if diverged:
+            break
+        if epoch == settings.accuracy_epochs:
+            acc = evaluate(trainer.model, test, device)[1]
+    memory, kind = peak_memory(device)
+    return Side(seconds, acc, memory, kind, diverged)
+
+
+def _mnist_lab_side(name: str, config: TrainConfig, settings: BenchSettings, device, test, speed) -> Side:
+    set_seed(config.seed)
+    model = build_model(name, seed=config.seed)
+    _reset_peak(device)
+    history = fit(
+        model,
+        config,
+        test_loader=test,
+        device=device,
+        data_dir=settings.data_dir,
+        progress=False,
+        log=None,
+        **speed,
+    )
+    memory, kind = peak_memory(device)
+    seconds = history.seconds[1 : 1 + settings.repeats]
+    k = settings.accuracy_epochs
+    acc = history.test_acc[k - 1] if history.epochs >= k else float("nan")
+    return Side(seconds, acc, memory, kind, history.stopped == "diverged")
+
+
+def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] | None = print) -> ModelResult:
+    """Time (a) the tutorials' loop and (b) `fit` for one model; see the module docstring."""
+    device = get_device(settings.device)
+    cls = model_class(name)
+    config = cls.RECIPE.replace(
+        epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed, limit=settings.limit
+    )
+    test = DeviceLoader.from_mnist(
+        "test",
+        settings.data_dir,
+        batch_size=min(1000, settings.test_limit or 10_000),
+        shuffle=False,
+        normalize=config.normalize,
+        device=device,
+        limit=settings.test_limit,
+    )
+    speed = speed_settings(cls(), device)
+    if log:
+        log(f"{name}: tutorials' loop, {settings.epochs} epochs ...")
+    tutorial = _tutorial_side(name, config, settings, device, test)
+    if log:
+        log(f"{name}: mnist_lab fit ({_describe(speed)}), {settings.epochs} epochs ...")
+    lab = _mnist_lab_side(name, config, settings, device, test, speed)
+    samples = min(settings.limit or 60_000, 60_000)
+    result = ModelResult(name, config.to_dict(), speed, tutorial, lab, samples)
+    if log:
+        log(_result_line(result))
+    return result
+
+
+def _describe(speed: dict[str, Any]) -> str:
+    on = [f"compile={v}" if k == "compile" and isinstance(v, str) else k for k, v in speed.items() if v]
+    return ", ".join(on) or "no extra switches"
+
+
+def _result_line(r: ModelResult) -> str:
+    return (
+        f"{r.model:<11} tutorial {r.tutorial.median:7.2f} s/epoch  mnist_lab {r.mnist_lab.median:7.2f} s/epoch  "
+        f"x{r.ratio:5.1f}  test acc {r.tutorial.test_acc:.2%} vs {r.mnist_lab.test_acc:.2%}"
+    )
+
+
+def environment(device: torch.device) -> dict[str, Any]:
+    """Where a benchmark ran: device name, torch version, threads, CPU, load."""
+    return {
+        "device": device_description(device),
+        "device_type": device.type,
+        "torch": torch.__version__,
+        "threads": torch.get_num_threads(),
+        "cpu": platform.processor() or platform.machine(),
+        "cpu_count": os.cpu_count(),
+        "python": platform.python_version(),
+        "date": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "load_average": _load_average(),
+    }
+
+
+def _load_average() -> list[float] | None:
+    try:
+        return [round(x, 2) for x in os.getloadavg()]
+    except OSError:  # not on every platform
+        return None
+
+
+def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = print) -> dict[str, Any]:
+    """Benchmark every model of `settings`; returns the report (plain data, see `write_report`)."""
+    device = get_device(settings.device)
+    env = environment(device)
+    if log:
+        log(f"torch {env['torch']} on {env['device']}; load average {env['load_average']}")
+    results = [bench_model(name, settings, log) for name in settings.models]
+    return {
+        "kind": "bench",
+        **env,
+        "load_average_end": _load_average(),
+        "settings": {
+            "models": list(settings.models),
+            "batch_size": settings.batch_size,
+            "repeats": settings.repeats,
+            "warmup_epochs": 1,
+            "accuracy_epochs": settings.accuracy_epochs,
+            "epochs_trained": settings.epochs,
+            "limit": settings.limit,
+            "test_limit": settings.test_limit,
+            "seed": settings.seed,
+        },
+        "results": [r.to_dict() for r in results],
+    }
+
+
+def bench_markdown(report: dict[str, Any]) -> str:
+    """The report as a Markdown table with its command, device and date."""
+    s = report["settings"]
+    lines = [
+        f"Command: `{report.get('command', 'mnist-lab bench')}`  ",
+        f"Device: {report['device']}; torch {report['torch']}, {report['threads']} threads; "
+        f"{report['date']}; load average at start {report['load_average']}.  ",
+        f"Batch {s['batch_size']}, seed {s['seed']}, {s['epochs_trained']} epochs per side: epoch 1 warm-up, "
+        f"median of the next {s['repeats']} timed; test accuracy after epoch {s['accuracy_epochs']}"
+        + (f"; first {s['limit']:,} training images only" if s["limit"] else "")
+        + (f"; first {s['test_limit']:,} test images" if s["test_limit"] else "")
+        + ".",
+        "",
+        "| model | tutorials' loop (s/epoch) | mnist_lab `fit` (s/epoch) | speed-up | switches on | "
+        "test acc, tutorials' loop | test acc, mnist_lab | peak memory MiB (a / b) |",
+        "|---|---:|---:|---:|---|---:|---:|---:|",
+    ]
+    for r in report["results"]:
+        a, b = r["tutorial"], r["mnist_lab"]
+        lines.append(
+            f"| `{r['model']}` | {a['median_seconds']:.2f} | {b['median_seconds']:.2f} | **{r['ratio']:.1f}×** | "
+            f"{_describe(r['speed_settings'])} | {a['test_acc']:.2%} | {b['test_acc']:.2%} | "
+            f"{a['peak_memory_mb']:.0f} / {b['peak_memory_mb']:.0f} |"
+        )
+    if report["results"]:
+        lines += ["", f"Memory: {report['results'][0]['tutorial']['memory']}."]
+    return "\n".join(lines) + "\n"
+
+
+# --- the fast recipe over seeds -----------------------------------------------------
+
+
+def run_fast(
+    seeds: Sequence[int],
+    device: str | torch.device = "auto",
+    config: TrainConfig | None = None,
+    data_dir: str | os.PathLike[str] | None = None,
+    compile: bool | str | None = None,
+    log: Callable[[str], None] | None = print,
+) -> dict[str, Any]:
+    """Train the fast recipe once per seed; returns per-seed runs and their summary (plain data)."""
+    device = get_device(device)
+    config = config or FAST_RECIPE
+    env = environment(device)
+    if log:
+        log(f"torch {env['torch']} on {env['device']}; fast recipe: {_recipe_line(config)}")
+    runs: list[FastRun] = []
+    for seed in seeds:
+        run = train_fast(seed, device=device, config=config, data_dir=data_dir, compile=compile)
+        runs.append(run)
+        if log:
+            log(
+                f"seed {seed:2d}: test acc {run.test_acc:.2%}  training {run.train_seconds:.3f} s "
+                f"({run.steps} steps, {run.samples:,} images)  evaluation {run.eval_seconds:.3f} s"
+            )
+    summary = summarize_fast(runs)
+    if log and runs:
+        log(
+            f"mean test acc {summary['mean_test_acc']:.2%} over {len(runs)} seed(s) "
+            f"(min {summary['min_test_acc']:.2%}); mean training time {summary['mean_train_seconds']:.3f} s"
+        )
+    return {
+        "kind": "fast",
+        **env,
+        "recipe": config.to_dict(),
+        "timer": runs[0].timer if runs else None,
+        "settings": runs[0].settings if runs else {},
+        "runs": [r.to_dict() for r in runs],
+        "summary": summary,
+    }
+
+
+def _recipe_line(config: TrainConfig) -> str:
+    return (
+        f"FastCNN, SGD lr {config.lr:g} Nesterov momentum {config.momentum:g}, weight decay {config.weight_decay:g}, "
+        f"batch {config.batch_size}, {config.epochs} epochs, {config.schedule} schedule, "
+        f"label smoothing {config.label_smoothing:g}"
+    )
+
+
+def fast_markdown(report: dict[str, Any]) -> str:
+    """The fast-recipe report as Markdown: per-seed accuracies and times, then the summary."""
+    s = report["summary"]
+    recipe = TrainConfig(**report["recipe"])
+    lines = [
+        f"Command: `{report.get('command', 'mnist-lab bench --fast')}`  ",
+        f"Device: {report['device']}; torch {report['torch']}; {report['date']}; timer: {report['timer']}; "
+        f"switches: {_describe(report['settings'])}.  ",
+        f"Recipe: {_recipe_line(recipe)}.",
+        "",
+        "| seed | test accuracy | training s | evaluation s | steps |",
+        "|---:|---:|---:|---:|---:|",
+    ]
+    for r in report["runs"]:
+        lines.append(
+            f"| {r['seed']} | {r['test_acc']:.2%} | {r['train_seconds']:.3f} | {r['eval_seconds']:.3f} | {r['steps']} |"
+        )
+    if s.get("seeds"):
+        lines.append(
+            f"| **mean** | **{s['mean_test_acc']:.2%}** | **{s['mean_train_seconds']:.3f}** | "
+            f"{s['mean_eval_seconds']:.3f} | |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+# --- writing, and the command line -------------------------------------------------
+
+
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> tuple[Path, Path]:
+    """Write ``<kind>.json`` and ``<kind>.md`` into `out_dir`, atomically; returns both paths."""
+    out = Path(out_dir)
+    stem = "fast" if report["kind"] == "fast" else REPORT_NAME
+    json_path = write_json(out / f"{stem}.json", report)
+    md_path = out / f"{stem}.md"
+    text = fast_markdown(report) if report["kind"] == "fast" else bench_markdown(report)
+    with atomic_write(md_path, "w") as handle:
+        handle.write(text)
+    return json_path, md_path
+
+
+def _model_list(values: list[str] | None) -> tuple[str, ...] | None:
+    if not values:
+        return None
+    names = [name.strip() for value in values for name in value.split(",") if name.strip()]
+    return tuple(dict.fromkeys(names))  # keep the order, drop repeats
+
+
+def default_models(device: torch.device) -> tuple[str, ...]:
+    """The models benchmarked when none are named: the five tutorial rows, plus AlexNet on a GPU."""
+    return DEFAULT_MODELS + (GPU_MODELS if device.type == "cuda" else ())
+
+
+def add_bench_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``mnist-lab bench`` on the CLI's subparsers."""
+    p = sub.add_parser(
+        "bench",
+        help="time the tutorials' training loop against mnist_lab's (or run the fast recipe)",
+        description="Time an epoch of the tutorials' training loop and of mnist_lab's fit for each model, "
+        "on one device, in one run (warm-up epoch, then the median of --repeats epochs), and compare "
+        "their test accuracies after --accuracy-epochs. With --fast, train the fast recipe over --seeds "
+        "seeds instead. Writes JSON and Markdown into --out.",
+    )
+    p.add_argument("--models", nargs="+", metavar="NAME", help=f"models (default: {', '.join(DEFAULT_MODELS)}; "
+                   f"plus {', '.join(GPU_MODELS)} on a GPU)")  # fmt: skip
+    p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (or cuda:N)")
+    p.add_argument("--repeats", type=int, help="timed epochs per side after the warm-up epoch (default 3)")
+    p.add_argument("--batch-size", type=int, help=f"training batch size of both loops (default {TUTORIAL_BATCH})")
+    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--accuracy-epochs", type=int, help="report test accuracy after this many epochs (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling (default 0)")
+    p.add_argument("--fast", action="store_true", help="run the fast recipe over --seeds seeds instead")
+    p.add_argument("--seeds", type=int, help="with --fast: how many seeds, 0..N-1 (default 10)")
+    p.add_argument(
+        "--compile",
+        help="with --fast: torch.compile mode, or 'off' (default: what pays on the device, see mnist_lab.fast)",
+    )
+    p.add_argument("--quick", action="store_true", help="a tiny run for CI: 2 models, 1,024 images, 1 repeat")
+    p.add_argument("--data-dir", help="folder holding the MNIST files (default: $MNIST_LAB_DATA, then data/)")
+    p.add_argument("--out", default="results/bench", metavar="DIR", help="where to write the report")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    check_bool("quick", args.quick)
+    command = _command_line(args)
+    check_writable(Path(args.out) / "bench.json")
+    if args.fast:
+        report = _fast_from_args(args)
+    else:
+        if args.seeds is not None or args.compile is not None:
+            raise InvalidParameterError("--seeds and --compile belong to --fast; add --fast or leave them out.")
+        device = get_device(args.device)
+        quick = QUICK if args.quick else {}
+        settings = BenchSettings(
+            models=_model_list(args.models) or quick.get("models") or default_models(device),
+            device=args.device,
+            repeats=_pick(args.repeats, quick.get("repeats"), 3),
+            batch_size=_pick(args.batch_size, None, TUTORIAL_BATCH),
+            limit=_pick(args.limit, quick.get("limit"), None),
+            test_limit=_pick(args.test_limit, quick.get("test_limit"), None),
+            accuracy_epochs=_pick(args.accuracy_epochs, quick.get("accuracy_epochs"), 4),
+            seed=args.seed,
+            data_dir=args.data_dir,
+        )
+        report = run_bench(settings)
+    report["command"] = command
+    json_path, md_path = write_report(report, args.out)
+    print(f"Report written to {json_path} and {md_path}")
+    return 0
+
+
+def _command_line(args: argparse.Namespace) -> str:
+    words = ["mnist-lab", "bench"]
+    for key, value in sorted(vars(args).items()):
+        flag = "--" + key.replace("_", "-")
+        if key in ("command", "func") or value in (None, False) or (key, value) in (("device", "auto"), ("seed", 0)):
+            continue
+        if key == "out" and value == "results/bench":
+            continue
+        words += [flag] if value is True else [flag, *(value if isinstance(value, list) else [str(value)])]
+    return shlex.join(words)
+
+
+def _pick(given, quick, default):
+    return given if given is not None else (quick if quick is not None else default)
+
+
+def _fast_from_args(args: argparse.Namespace) -> dict[str, Any]:
+    ignored = [flag for flag, v in (("--models", args.models), ("--repeats", args.repeats)) if v]
+    ignored += [flag for flag, v in (("--accuracy-epochs", args.accuracy_epochs),) if v is not None]
+    if ignored:
+        raise InvalidParameterError(f"{', '.join(ignored)} do not apply to --fast (it trains FastCNN over --seeds).")
+    quick = QUICK_FAST if args.quick else {}
+    seeds = check_positive_int("seeds", _pick(args.seeds, quick.get("seeds"), 10))
+    changes = {"seed": args.seed}
+    for key, value in (
+        ("batch_size", args.batch_size),
+        ("limit", _pick(args.limit, quick.get("limit"), None)),
+        ("test_limit", _pick(args.test_limit, quick.get("test_limit"), None)),
+        ("epochs", quick.get("epochs")),
+    ):
+        if value is not None:
+            changes[key] = value
+    config = FAST_RECIPE.replace(**changes)
+    compile_mode: bool | str | None = None
+    if args.compile is not None:
+        compile_mode = False if args.compile == "off" else _compile_mode(args.compile)
+    return run_fast(range(args.seed, args.seed + seeds), args.device, config, args.data_dir, compile_mode)

@@ -1,0 +1,263 @@
+"""`mnist-lab bench`, the training ladder, and the fast recipe.
+
+Never a timing: only that each piece runs, computes what it claims, and writes a
+well-formed report.
+"""
+
+import inspect
+import json
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from mnist_lab import bench, fast
+from mnist_lab.bench import LADDER, BenchSettings, make_trainer, time_epochs
+from mnist_lab.cli import main
+from mnist_lab.config import TrainConfig
+from mnist_lab.errors import InvalidParameterError
+from mnist_lab.fast import FAST_RECIPE, FastCNN, speed_settings, train_fast
+from mnist_lab.models import build_model, count_parameters
+from mnist_lab.train import fit, loss_function, make_scheduler
+
+
+def _files(folder):
+    return sorted(p.name for p in folder.iterdir())
+
+
+def test_quick_bench_writes_a_well_formed_report(tmp_path, capsys):
+    out = tmp_path / "report"
+    assert main(["bench", "--quick", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert _files(out) == ["bench.json", "bench.md"]  # and no temporary file left behind
+    report = json.loads((out / "bench.json").read_text())
+    assert report["kind"] == "bench" and report["device_type"] == "cpu"
+    assert report["torch"] == torch.__version__ and report["threads"] == torch.get_num_threads()
+    assert report["command"] == f"mnist-lab bench --out {out} --quick"
+    settings = report["settings"]
+    assert settings["models"] == list(bench.QUICK["models"])
+    assert settings["epochs_trained"] == max(1 + settings["repeats"], settings["accuracy_epochs"])
+    for result in report["results"]:
+        for side in ("tutorial", "mnist_lab"):
+            s = result[side]
+            assert len(s["seconds"]) == settings["repeats"] and all(t > 0 for t in s["seconds"])
+            assert 0 <= s["test_acc"] <= 1 and s["peak_memory_mb"] > 0 and not s["diverged"]
+        assert result["ratio"] == pytest.approx(
+            result["tutorial"]["median_seconds"] / result["mnist_lab"]["median_seconds"]
+        )
+        assert result["config"]["batch_size"] == bench.TUTORIAL_BATCH
+        assert result["config"]["limit"] == bench.QUICK["limit"]
+        assert result["model"] in printed
+    # mlp trains without shuffling: both loops see the same batches from the same
+    # weights, so they must reach the same accuracy.
+    mlp = next(r for r in report["results"] if r["model"] == "mlp")
+    assert mlp["tutorial"]["test_acc"] > 0.5  # it learned something in 2 epochs of 1,024 images
+    assert mlp["tutorial"]["test_acc"] == pytest.approx(mlp["mnist_lab"]["test_acc"], abs=0.002)
+    table = (out / "bench.md").read_text()
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    assert [row.split("`")[1] for row in rows] == settings["models"]
+    assert all(row.count("|") == 9 for row in rows)
+    assert report["device"] in table and report["command"] in table
+
+
+def test_quick_fast_recipe_reports_every_seed(tmp_path, capsys):
+    out = tmp_path / "fast"
+    assert main(["bench", "--fast", "--quick", "--seeds", "2", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert _files(out) == ["fast.json", "fast.md"]
+    report = json.loads((out / "fast.json").read_text())
+    assert [run["seed"] for run in report["runs"]] == [0, 1]
+    limit = bench.QUICK_FAST["limit"]
+    for run in report["runs"]:
+        assert 0 <= run["test_acc"] <= 1 and run["train_seconds"] > 0 and run["eval_seconds"] > 0
+        assert run["steps"] == limit // FAST_RECIPE.batch_size  # one epoch, last partial batch dropped
+        assert run["timer"] == "time.perf_counter" and run["settings"]["channels_last"] is True
+        assert f"seed {run['seed']:2d}: test acc" in printed
+    summary = report["summary"]
+    assert summary["seeds"] == 2
+    assert summary["mean_test_acc"] == pytest.approx(sum(r["test_acc"] for r in report["runs"]) / 2)
+    assert "| **mean** |" in (out / "fast.md").read_text()
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--models", "lenet5"], "Unknown model 'lenet5'"),
+        (["--models", "mlp", "--repeats", "0"], "repeats must be at least 1"),
+        (["--models", "mlp", "--batch-size", "0"], "batch_size must be at least 1"),
+        (["--models", "mlp", "--limit", "10"], "smaller than one batch"),
+        (["--models", "mlp", "--accuracy-epochs", "0"], "accuracy_epochs must be at least 1"),
+        (["--models", "mlp", "--seeds", "3"], "belong to --fast"),
+        (["--fast", "--seeds", "0"], "seeds must be at least 1"),
+        (["--fast", "--models", "mlp"], "do not apply to --fast"),
+        (["--fast", "--compile", "fastest"], "Unknown compile mode 'fastest'"),
+        (["--models", "mlp", "--device", "tpu"], "Unknown device 'tpu'"),
+    ],
+)
+def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys, args, message):
+    out = tmp_path / "out"
+    assert main(["bench", *args, "--out", str(out)]) == 2
+    captured = capsys.readouterr()
+    assert message in captured.err and "s/epoch" not in captured.out
+    assert not (out / "bench.json").exists() and not (out / "fast.json").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
+def test_missing_gpu_is_a_clear_error(tmp_path, capsys):
+    assert main(["bench", "--models", "mlp", "--device", "cuda", "--out", str(tmp_path)]) == 2
+    assert "not available on this machine" in capsys.readouterr().err
+
+
+def test_ladder_steps_compute_the_same_training():
+    # mlp's recipe does not shuffle, so every rung sees the same batches in the same
+    # order from the same weights: only the speed may differ, never the numbers.
+    weights = {}
+    for step in ("tutorial", "tensors", "device", "no_sync", "fused", "tuned"):
+        trainer = make_trainer(step, "mlp", "cpu", limit=640)
+        loss, acc, diverged = trainer.epoch()
+        assert math.isfinite(loss) and 0 <= acc <= 1 and not diverged and trainer.samples == 640
+        weights[step] = [p.detach().clone() for p in trainer.model.parameters()]
+    for step, params in weights.items():
+        for got, want in zip(params, weights["tutorial"]):
+            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"step {step!r} trained differently")
+
+
+def test_every_ladder_step_runs_on_a_cnn():
+    # The compile rung is left to the next test: compiling for real takes minutes on a CPU.
+    # The cuda_graph rung needs a GPU (tests/test_graphs.py covers it there).
+    for step in [s.name for s in LADDER if not s.compile and not s.cuda_graph] + ["tuned"]:
+        trainer = make_trainer(step, "convnet", "cpu", limit=128)
+        timing = time_epochs(trainer, repeats=2, warmup=0)
+        assert len(timing.seconds) == 2 and timing.per_epoch == pytest.approx(timing.median * 60_000 / 128)
+        if trainer.step.channels_last:
+            assert trainer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
+
+
+def test_compiled_runner_marks_every_cuda_graph_step(monkeypatch):
+    compiled_with, marks = [], []
+    monkeypatch.setattr(torch, "compile", lambda model, mode=None: compiled_with.append(mode) or model)
+    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
+    trainer = make_trainer(next(s for s in LADDER if s.compile), "bp_network", "cpu", limit=128)
+    trainer.epoch()
+    assert compiled_with == ["default"] and marks == []  # plain compile: no CUDA graphs to mark
+    assert trainer.runner.LOG_PROBS  # evaluate() must still see that bp_network outputs log-probabilities
+    history = fit(
+        build_model("mlp"), epochs=1, limit=128, test_limit=100, compile="reduce-overhead", progress=False, log=None
+    )
+    assert compiled_with[-1] == "reduce-overhead" and len(marks) == 2 + 1  # two training steps, one test batch
+    assert history.epochs == 1
+
+
+def test_ladder_skips_what_cannot_help_here():
+    steps, skipped = bench.ladder_for(build_model("deep_mlp"), "cpu")
+    names = [s.name for s in steps]
+    assert names[:5] == ["tutorial", "tensors", "device", "no_sync", "fused"] and "channels_last" in skipped
+    assert steps[-1].fused and not steps[-1].channels_last  # each rung carries the earlier changes
+    if not bench.bf16_supported("cpu"):
+        assert "bf16" in skipped and not any(s.amp for s in steps)
+
+
+def test_unknown_step_is_refused():
+    with pytest.raises(InvalidParameterError, match="Unknown step 'warp'"):
+        make_trainer("warp", "mlp")
+
+
+def test_bench_settings_validate():
+    with pytest.raises(InvalidParameterError, match="No model"):
+        BenchSettings(models=())
+    settings = BenchSettings(models=("mlp",), repeats=2, accuracy_epochs=6)
+    assert settings.epochs == 6
+
+
+def test_speed_settings_follow_what_was_measured_on_cpu():
+    off = {"amp": False, "compile": False, "cuda_graph": False}
+    assert speed_settings(build_model("convnet"), "cpu") == {**off, "channels_last": True}
+    assert speed_settings(build_model("deep_mlp"), "cpu") == {**off, "channels_last": False}
+    cuda = speed_settings(build_model("keras_cnn"), "cuda")  # measured on an H100 (mnist_lab.fast)
+    assert cuda == {"amp": True, "channels_last": True, "compile": False, "cuda_graph": True}
+    assert speed_settings(build_model("alexnet"), "cuda")["cuda_graph"] is True
+
+
+def test_fast_cnn_matches_its_declared_size_and_shapes():
+    net = FastCNN()
+    assert count_parameters(net) == FastCNN.PARAMETERS
+    assert net(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
+    assert FastCNN.RECIPE is FAST_RECIPE and FAST_RECIPE.schedule == "onecycle"
+
+
+def test_warm_up_leaves_no_trace():
+    # The untimed warm-up trains a few steps; the weights, BatchNorm statistics and
+    # shuffling are restored after it, so the timed run is the run without it.
+    config = FAST_RECIPE.replace(epochs=1, limit=1024, test_limit=500)
+    cold = train_fast(3, device="cpu", config=config, warmup_steps=0)
+    warm = train_fast(3, device="cpu", config=config, warmup_steps=2)
+    assert warm.test_loss == pytest.approx(cold.test_loss, rel=1e-5)
+    assert warm.test_acc == cold.test_acc and warm.steps == cold.steps == 1024 // config.batch_size
+
+
+def test_onecycle_rises_then_falls_to_zero():
+    param = torch.nn.Parameter(torch.zeros(1))
+    optimizer = torch.optim.SGD([param], lr=0.4)
+    config = TrainConfig(epochs=2, lr=0.4, schedule="onecycle")
+    scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
+    lrs = []
+    for _ in range(20):
+        lrs.append(optimizer.param_groups[0]["lr"])
+        optimizer.step()
+        scheduler.step()
+    warm = 4  # 20 % of 20 steps
+    assert lrs[0] == pytest.approx(0.4 / warm) and lrs[warm - 1] == pytest.approx(0.4) == max(lrs)
+    assert lrs[warm:] == sorted(lrs[warm:], reverse=True) and lrs[-1] == pytest.approx(0.4 / 16)
+    assert optimizer.param_groups[0]["lr"] == 0.0
+    resumed = make_scheduler(torch.optim.SGD([param], lr=0.4), config, steps_per_epoch=10, start_step=10)
+    assert resumed.get_last_lr()[0] == pytest.approx(lrs[10])
+    assert make_scheduler(optimizer, TrainConfig(), steps_per_epoch=10) is None
+
+
+def test_label_smoothing_matches_its_formula():
+    logits, y = torch.randn(8, 10), torch.randint(0, 10, (8,))
+    s = 0.1
+    target = torch.full((8, 10), s / 10).scatter_(1, y[:, None], 1 - s + s / 10)
+    expected = -(target * F.log_softmax(logits, dim=1)).sum(dim=1).mean()
+    torch.testing.assert_close(loss_function(build_model("mlp"), s)(logits, y), expected)
+    # a model that outputs log-probabilities gets the same smoothed loss
+    torch.testing.assert_close(loss_function(build_model("bp_network"), s)(F.log_softmax(logits, 1), y), expected)
+    assert loss_function(build_model("bp_network")) is F.nll_loss
+
+
+@pytest.mark.parametrize(
+    ("changes", "message"),
+    [
+        ({"nesterov": True}, "nesterov=True needs"),
+        ({"label_smoothing": 1.0}, "label_smoothing must be below 1"),
+        ({"schedule": "cosine"}, "Unknown schedule 'cosine'"),
+    ],
+)
+def test_new_recipe_fields_are_validated(changes, message):
+    with pytest.raises(InvalidParameterError, match=message):
+        TrainConfig(**changes)
+
+
+def test_fit_takes_the_fast_switches():
+    history = fit(
+        FastCNN(),
+        FAST_RECIPE.replace(epochs=1, limit=1024, test_limit=500),
+        device="cpu",
+        channels_last=True,
+        progress=False,
+        log=None,
+    )
+    assert history.epochs == 1 and history.config["schedule"] == "onecycle" and 0 <= history.final_test_acc <= 1
+    with pytest.raises(InvalidParameterError, match="Unknown compile mode"):
+        fit(build_model("mlp"), epochs=1, limit=64, compile="turbo", progress=False, log=None)
+
+
+@pytest.mark.parametrize("module", [bench, fast])
+def test_public_functions_have_docstrings_and_type_hints(module):
+    for name, obj in vars(module).items():
+        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
+            continue
+        assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
+        if inspect.isfunction(obj):
+            assert inspect.signature(obj).return_annotation is not inspect.Signature.empty, f"{name}: no return type"
