@@ -54,7 +54,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError, MnistLabError
+from .errors import InvalidParameterError, run_command
 from .io import atomic_write, check_writable, write_json
 from .nbtools import (
     KERNEL_NAME,
@@ -588,11 +588,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_lab.batch")
     add_batch_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    try:
-        return args.func(args)
-    except MnistLabError as exc:
-        print(f"mnist-lab batch: error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(args, "mnist-lab batch")
 
 
 if __name__ == "__main__":

@@ -67,6 +67,7 @@ from .train import (
     fit,
     get_device,
     loss_function,
+    mnist_loaders,
     set_seed,
 )
 from .validate import check_bool, check_choice, check_int, check_optional_limit, check_positive_int
@@ -345,16 +346,7 @@ def make_trainer(
     elif step.loader == "tensors":
         loader = tensor_loader(config, data_dir, limit)
     else:
-        loader = DeviceLoader.from_mnist(
-            "train",
-            data_dir,
-            batch_size=config.batch_size,
-            shuffle=config.shuffle,
-            normalize=config.normalize,
-            device=device,
-            seed=config.seed,
-            limit=limit,
-        )
+        loader, _ = mnist_loaders(config, device, data_dir)
     mode = _compile_mode(step.compile)
     runner = _compiled(model, mode) if mode else model
     samples = len(loader.dataset) if isinstance(loader, DataLoader) else loader.num_samples

@@ -16,12 +16,12 @@ from .batch import add_batch_command
 from .bench import add_bench_command
 from .config import OPTIMIZERS
 from .data import NORMALIZATIONS, check_files, locate, search_dirs
-from .errors import MnistLabError
+from .errors import EXIT_USAGE, run_command
 from .io import check_writable, save_figure
 from .models import build_model, model_class, model_table
 from .train import DEVICES, fit, set_seed
 
-EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 130
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -155,12 +155,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MnistLabError as exc:
-        print(f"mnist-lab: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return run_command(build_parser().parse_args(argv), "mnist-lab")
 
 
 if __name__ == "__main__":

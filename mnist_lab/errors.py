@@ -7,7 +7,9 @@ one readable paragraph.
 
 from __future__ import annotations
 
+import argparse
 import difflib
+import sys
 from collections.abc import Iterable
 
 
@@ -54,3 +56,15 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidP
     close = [by_lower[c] for c in difflib.get_close_matches(str(value).lower(), by_lower, n=1, cutoff=0.5)]
     hint = f" Did you mean {close[0]!r}?" if close else ""
     return InvalidParameterError(f"Unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")
+
+
+EXIT_USAGE = 2  # the exit status of every command line for a usage error (argparse's too)
+
+
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run ``args.func(args)`` for a command line; a `MnistLabError` prints one line and returns `EXIT_USAGE`."""
+    try:
+        return args.func(args)
+    except MnistLabError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE

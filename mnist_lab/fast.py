@@ -56,6 +56,7 @@ from .train import (
     lr_schedule,
     make_optimizer,
     make_scheduler,
+    mnist_loaders,
     set_seed,
 )
 from .validate import check_bool, check_int
@@ -204,27 +205,7 @@ def fast_loaders(
     config: TrainConfig, device: torch.device, data_dir: str | os.PathLike[str] | None = None
 ) -> tuple[DeviceLoader, DeviceLoader]:
     """Device-resident loaders for the fast recipe: equal-sized training batches, one test pass."""
-    train = DeviceLoader.from_mnist(
-        "train",
-        data_dir,
-        batch_size=config.batch_size,
-        shuffle=True,
-        normalize=config.normalize,
-        device=device,
-        seed=config.seed,
-        limit=config.limit,
-        drop_last=True,
-    )
-    test = DeviceLoader.from_mnist(
-        "test",
-        data_dir,
-        batch_size=min(config.test_batch_size, config.test_limit or 10_000),
-        shuffle=False,
-        normalize=config.normalize,
-        device=device,
-        limit=config.test_limit,
-    )
-    return train, test
+    return mnist_loaders(config, device, data_dir, drop_last=True)
 
 
 def train_fast(

@@ -43,7 +43,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError, MnistLabError
+from .errors import InvalidParameterError, MnistLabError, run_command
 from .io import atomic_write
 
 PARAMETERS_TAG = "parameters"
@@ -462,12 +462,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; a `MnistLabError` prints its message and returns 2."""
-    args = build_parser().parse_args(argv)
-    try:
-        return args.func(args)
-    except MnistLabError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    return run_command(build_parser().parse_args(argv), "nbtools")
 
 
 if __name__ == "__main__":

@@ -242,9 +242,12 @@ def _to_device(X: Tensor, y: Tensor, device: torch.device) -> tuple[Tensor, Tens
 
 
 def mnist_loaders(
-    config: TrainConfig, device: torch.device | str = "cpu", data_dir=None
+    config: TrainConfig, device: torch.device | str = "cpu", data_dir=None, drop_last: bool = False
 ) -> tuple[DeviceLoader, DeviceLoader]:
-    """Device-resident train and test loaders for a recipe (batch, normalisation, limits, seed)."""
+    """Device-resident train and test loaders for a recipe (batch, normalisation, limits, seed).
+
+    `drop_last` drops the last, smaller training batch of each epoch.
+    """
     common = {"normalize": config.normalize, "device": device}
     train = DeviceLoader.from_mnist(
         "train",
@@ -253,6 +256,7 @@ def mnist_loaders(
         shuffle=config.shuffle,
         seed=config.seed,
         limit=config.limit,
+        drop_last=drop_last,
         **common,
     )
     test = DeviceLoader.from_mnist(

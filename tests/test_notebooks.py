@@ -128,3 +128,12 @@ def test_guard_catches_a_committed_error_unless_it_is_the_lesson(tmp_path):
     assert "cell 4 has a committed error (ValueError)" in problem
     nb.cells[3].metadata["tags"] = ["raises-exception"]
     assert nbtools.convention_problems(write(tmp_path, nb)) == []
+
+
+def test_the_laptop_settings_fit_the_series(tmp_path):
+    from mnist_lab import batch
+
+    jobs = batch.plan(None, params_file=NOTEBOOK_DIR / "laptop.yaml", out=tmp_path)
+    alexnet = next(job for job in jobs if job.stem == "06_alexnet")
+    assert alexnet.params["epochs"] < 50 and alexnet.params["limit"] < 60_000  # a CPU-sized AlexNet
+    assert all(set(job.params) == {"output_dir"} for job in jobs if job.stem != "06_alexnet")  # others: full recipes
