@@ -137,3 +137,16 @@ def test_the_laptop_settings_fit_the_series(tmp_path):
     alexnet = next(job for job in jobs if job.stem == "06_alexnet")
     assert alexnet.params["epochs"] < 50 and alexnet.params["limit"] < 60_000  # a CPU-sized AlexNet
     assert all(set(job.params) == {"output_dir"} for job in jobs if job.stem != "06_alexnet")  # others: full recipes
+
+
+@pytest.mark.parametrize("stem", ["03_mlp", "05_cnn"])
+def test_a_wrong_type_from_papermill_stops_the_notebook_before_training(stem, tmp_path):
+    from mnist_lab import batch
+
+    [job] = batch.plan([NOTEBOOK_DIR / f"{stem}.ipynb"], cli_params=[("limit", "ten thousand")], out=tmp_path)
+    row = batch.run_job(job, tmp_path, timeout=300, cwd=REPO)
+    assert row["status"] == "failed"
+    assert "InvalidParameterError" in row["error"] and "limit" in row["error"] and "ten thousand" in row["error"]
+    executed = nbformat.read(tmp_path / f"{stem}.ipynb", as_version=4)
+    ran = [cell.source for cell in executed.cells if cell.cell_type == "code" and cell.get("execution_count")]
+    assert not any("fit(" in source for source in ran)  # it stopped in the validation cell, before any training
