@@ -104,9 +104,9 @@ def test_graph_replays_train_exactly_like_the_eager_loop(name):
 def test_fit_with_graphs_resumes_to_the_same_result_as_one_run(tmp_path):
     checkpoint = tmp_path / "mlp.pt"
     common = dict(limit=5000, test_limit=1000, device="cuda", progress=False, log=None, cuda_graph=True)
-    whole = fit(build_model("mlp"), epochs=3, **common)
-    first = fit(build_model("mlp"), epochs=1, checkpoint=checkpoint, **common)
-    resumed = fit(build_model("mlp"), epochs=3, checkpoint=checkpoint, resume=True, **common)
+    whole = fit(build_model("mlp", seed=0), epochs=3, **common)
+    first = fit(build_model("mlp", seed=0), epochs=1, checkpoint=checkpoint, **common)
+    resumed = fit(build_model("mlp", seed=0), epochs=3, checkpoint=checkpoint, resume=True, **common)
     assert first.epochs == 1 and resumed.epochs == 3
     assert resumed.test_acc == pytest.approx(whole.test_acc, abs=0.003)  # same weights, order and steps
     assert resumed.train_loss == pytest.approx(whole.train_loss, rel=1e-3)
@@ -116,7 +116,11 @@ def test_fit_with_graphs_resumes_to_the_same_result_as_one_run(tmp_path):
 
 
 @cuda
-def test_the_fast_recipe_records_its_step_on_cuda():
-    run = train_fast(0, device="cuda", config=FAST_RECIPE.replace(limit=8192, test_limit=1000))
-    assert run.settings["cuda_graph"] and run.timer == "CUDA events"
-    assert run.test_acc > 0.9 and run.train_seconds > 0
+def test_the_fast_recipe_records_its_step_on_cuda_and_learns_as_without():
+    config = FAST_RECIPE.replace(limit=8192, test_limit=1000)  # 64 steps: a quick check, not the 99 % run
+    graphed = train_fast(0, device="cuda", config=config)
+    eager = train_fast(0, device="cuda", config=config, cuda_graph=False, compile=False)
+    assert graphed.settings["cuda_graph"] and graphed.timer == "CUDA events"
+    assert not eager.settings["cuda_graph"]
+    assert graphed.test_acc == pytest.approx(eager.test_acc, abs=0.01)  # the same training, bf16 rounding apart
+    assert graphed.test_acc > 0.8 and graphed.train_seconds > 0  # speed: `mnist-lab bench --fast`
