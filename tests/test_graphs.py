@@ -117,10 +117,10 @@ def test_fit_with_graphs_resumes_to_the_same_result_as_one_run(tmp_path):
 
 @cuda
 def test_the_fast_recipe_records_its_step_on_cuda_and_learns_as_without():
-    config = FAST_RECIPE.replace(limit=8192, test_limit=1000)  # 64 steps: a quick check, not the 99 % run
+    config = FAST_RECIPE.replace(test_limit=1000)  # the whole recipe: 468 steps, a fraction of a second on a GPU
     graphed = train_fast(0, device="cuda", config=config)
     eager = train_fast(0, device="cuda", config=config, cuda_graph=False, compile=False)
     assert graphed.settings["cuda_graph"] and graphed.timer == "CUDA events"
     assert not eager.settings["cuda_graph"]
     assert graphed.test_acc == pytest.approx(eager.test_acc, abs=0.01)  # the same training, bf16 rounding apart
-    assert graphed.test_acc > 0.8 and graphed.train_seconds > 0  # speed: `mnist-lab bench --fast`
+    assert graphed.test_acc > 0.9 and graphed.train_seconds > 0  # speed: `mnist-lab bench --fast`
