@@ -54,8 +54,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError, run_command
-from .io import atomic_write, check_writable, write_json
+from .errors import InvalidParameterError
+from .files import atomic_write, check_writable, write_json
 from .nbtools import (
     KERNEL_NAME,
     PARAMETERS_TAG,
@@ -588,6 +588,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m mnist_lab.batch")
     add_batch_command(parser.add_subparsers(dest="command", required=True))
     args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
+    from .cli import run_command
+
     return run_command(args, "mnist-lab batch")
 
 

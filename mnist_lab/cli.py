@@ -1,4 +1,4 @@
-"""The ``mnist-lab`` command line: train, models, data.
+"""The ``mnist-lab`` command line: train, models, data, bench, batch. Every argparse parser lives here.
 
 Every option has ``--help``. Bad input (an unknown model, an impossible number,
 missing data) prints one clear message and exits with status 2; a run that
@@ -8,93 +8,101 @@ diverges exits with 1; an interrupted run exits with 130 after saving what it ha
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 from . import __version__
 from .batch import add_batch_command
-from .bench import add_bench_command
-from .config import OPTIMIZERS
-from .data import NORMALIZATIONS, check_files, locate, search_dirs
-from .errors import EXIT_USAGE, run_command
-from .io import check_writable, save_figure
+from .config import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
+from .data import check_files, locate, search_dirs
+from .devices import DEVICES, get_device, set_seed
+from .errors import InvalidParameterError, MnistLabError, check_positive_int
+from .files import check_writable, save_figure
 from .models import build_model, model_class, model_table
-from .train import DEVICES, fit, set_seed
+from .train import fit
 
-EXIT_DIVERGED, EXIT_INTERRUPTED = 1, 130
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+
+# Help for every TrainConfig field; `mnist-lab train` has one option per field (a test checks it).
+TRAIN_HELP = {
+    "epochs": "passes over the training set",
+    "lr": "learning rate (the peak rate with --schedule onecycle)",
+    "optimizer": f"one of {', '.join(OPTIMIZERS)}",
+    "momentum": "SGD momentum in [0, 1)",
+    "weight_decay": "L2 penalty added by the optimiser",
+    "batch_size": "training batch size",
+    "test_batch_size": "evaluation batch size (speed only, never the result)",
+    "normalize": f"pixel normalisation: {', '.join(NORMALIZATIONS)}",
+    "shuffle": "reshuffle the training set every epoch",
+    "seed": "random seed (weights, dropout, shuffling)",
+    "limit": "train on the first N training samples only",
+    "test_limit": "evaluate on the first N test samples only",
+    "label_smoothing": "training targets: 1 - s on the true class, s spread over all 10",
+    "schedule": f"learning-rate schedule: {', '.join(SCHEDULES)}",
+    "nesterov": "Nesterov momentum (SGD with momentum > 0)",
+    "drop_last": "drop the last, smaller training batch of each epoch",
+}
+SPEED_SWITCHES = ("amp", "channels_last", "cuda_graph")
+
+
+# --- train -------------------------------------------------------------------------------
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser(
         "train",
         help="train one model (defaults: its tutorial's recipe)",
-        description="Train one model on MNIST. Every option left out takes the value of the "
-        "model's tutorial recipe (see `mnist-lab models`).",
+        description="Train one model on MNIST. Every option left out takes the value of the model's "
+        "tutorial recipe (see `mnist-lab models`); the speed switches left out are the ones that pay "
+        "on the device (mnist_lab.speed.Speed.auto), as in the notebooks.",
     )
     p.add_argument("--model", required=True, help="model name (see `mnist-lab models`)")
-    p.add_argument("--epochs", type=int, help="passes over the training set")
-    p.add_argument("--lr", type=float, help="learning rate")
-    p.add_argument("--optimizer", help=f"one of {', '.join(OPTIMIZERS)}")
-    p.add_argument("--momentum", type=float, help="SGD momentum in [0, 1)")
-    p.add_argument("--weight-decay", type=float, help="L2 penalty")
-    p.add_argument("--batch-size", type=int, help="training batch size")
-    p.add_argument("--test-batch-size", type=int, help="evaluation batch size (speed only)")
-    p.add_argument("--normalize", help=f"pixel normalisation: {', '.join(NORMALIZATIONS)}")
-    p.add_argument("--shuffle", action=argparse.BooleanOptionalAction, default=None, help="reshuffle every epoch")
-    p.add_argument("--seed", type=int, help="random seed (weights, dropout, shuffling)")
-    p.add_argument("--limit", type=int, help="train on the first N training samples only")
-    p.add_argument("--test-limit", type=int, help="evaluate on the first N test samples only")
+    for field in dataclasses.fields(TrainConfig):
+        flag = "--" + field.name.replace("_", "-")
+        if isinstance(field.default, bool):
+            p.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=TRAIN_HELP[field.name])
+        else:  # limit and test_limit default to None: whole numbers
+            kind = int if field.default is None else type(field.default)
+            p.add_argument(flag, type=kind, help=TRAIN_HELP[field.name])
     p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (or cuda:N)")
     p.add_argument("--data-dir", help="folder holding the MNIST files (default: $MNIST_LAB_DATA, then data/)")
     p.add_argument("--json", metavar="PATH", help="write the history as JSON here")
-    p.add_argument("--plot", metavar="PATH", help="save T0's four training curves here (PNG, PDF, SVG)")
+    p.add_argument("--plot", metavar="PATH", help="save the training curves here (PNG, PDF, SVG)")
     p.add_argument("--checkpoint", metavar="PATH", help="save weights after every epoch here")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
-    p.add_argument("--amp", action="store_true", help="bfloat16 autocast (fast on recent GPUs)")
-    p.add_argument("--compile", action="store_true", help="torch.compile the model")
+    for name in SPEED_SWITCHES:
+        p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                       help=f"speed switch {name} (default: what pays on the device)")  # fmt: skip
+    p.add_argument("--compile", nargs="?", const=True, metavar="MODE", help="torch.compile the model (optional mode)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
 
 def _train(args: argparse.Namespace) -> int:
+    from .plots import plot_curves
+    from .speed import Speed
+
     cls = model_class(args.model)
-    keys = (
-        "epochs",
-        "lr",
-        "optimizer",
-        "momentum",
-        "weight_decay",
-        "batch_size",
-        "test_batch_size",
-        "normalize",
-        "shuffle",
-        "seed",
-        "limit",
-        "test_limit",
-    )
-    config = cls.RECIPE.replace(**{k: getattr(args, k) for k in keys if getattr(args, k) is not None})
+    names = [field.name for field in dataclasses.fields(TrainConfig)]
+    config = cls.RECIPE.replace(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
     for path in (args.json, args.plot, args.checkpoint):
         if path:
             check_writable(path)
+    device = get_device(args.device)
     set_seed(config.seed)
     net = build_model(args.model, seed=config.seed)
-    print(f"Training {args.model} ({cls.SOURCE}) with {config}")
+    speed = _speed(args, Speed.auto(net, device))
+    print(f"Training {args.model} ({cls.SOURCE}) with {config}; speed: {speed.describe()}")
     history = fit(
-        net,
-        config,
-        device=args.device,
-        data_dir=args.data_dir,
-        checkpoint=args.checkpoint,
-        resume=args.resume,
-        progress=not args.no_progress,
-        amp=args.amp,
-        compile=args.compile,
-    )
+        net, config, device=device, data_dir=args.data_dir, speed=speed,
+        checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
+    )  # fmt: skip
     if args.json:
         print(f"History written to {history.save_json(args.json)}")
     if args.plot and history.epochs:
-        from .plots import plot_curves
-
         print(f"Curves saved to {save_figure(plot_curves(history), args.plot)}")
     if history.stopped == "diverged":
         return EXIT_DIVERGED
@@ -104,10 +112,21 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _speed(args: argparse.Namespace, auto):
+    """`auto` with the switches named on the command line; an explicit --compile replaces the CUDA graph."""
+    given = {name: getattr(args, name) for name in SPEED_SWITCHES if getattr(args, name) is not None}
+    if args.compile is not None:
+        given["compile"] = args.compile
+        given.setdefault("cuda_graph", False)
+    return dataclasses.replace(auto, **given)
+
+
+# --- models, data ----------------------------------------------------------------------------
+
+
 def _models(args: argparse.Namespace) -> int:
-    rows = model_table()
     print(f"{'name':<20}{'source':<38}{'parameters':>12}  {'claimed':>8}  recipe")
-    for row in rows:
+    for row in model_table():
         claimed = f"{row['expected_accuracy']:.2%}" if row["expected_accuracy"] else "-"
         print(f"{row['name']:<20}{row['source']:<38}{row['parameters']:>12,}  {claimed:>8}  {row['recipe']}")
     return 0
@@ -122,8 +141,7 @@ def _data(args: argparse.Namespace) -> int:
     ok = True
     for status in check_files(args.data_dir):
         ok &= status.ok
-        where = status.path or "-"
-        print(f"{'OK ' if status.ok else 'BAD'} {status.name:<26} {where}")
+        print(f"{'OK ' if status.ok else 'BAD'} {status.name:<26} {status.path or '-'}")
         if status.problem and status.problem != "missing":
             print(f"    {status.problem}")
     if not ok:
@@ -135,15 +153,103 @@ def _data(args: argparse.Namespace) -> int:
     return 0 if ok else EXIT_USAGE
 
 
+# --- bench -----------------------------------------------------------------------------------
+
+BENCH_QUICK = {"models": ["mlp", "convnet"], "limit": 1024, "test_limit": 500, "repeats": 1, "accuracy_epochs": 2}
+FAST_QUICK = {"seeds": 1, "limit": 4096, "test_limit": 1000}
+
+
+def _add_bench(sub: argparse._SubParsersAction) -> None:
+    p = sub.add_parser(
+        "bench",
+        help="time the tutorials' training loop against mnist_lab's (or run the fast recipe)",
+        description="Time an epoch of the tutorials' training loop and of mnist_lab's fit for each model, "
+        "on one device, in one run (warm-up epoch, then the median of --repeats epochs), and compare "
+        "their test accuracies after --accuracy-epochs. With --fast, train the fast recipe over --seeds "
+        "seeds instead. Writes JSON and Markdown into --out.",
+    )
+    p.add_argument("--models", nargs="+", metavar="NAME", help="models (default: the five tutorial rows; "
+                   "plus alexnet on a GPU)")  # fmt: skip
+    p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (or cuda:N)")
+    p.add_argument("--repeats", type=int, help="timed epochs per side after the warm-up epoch (default 3)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: 64, the tutorials' DataLoader)")
+    p.add_argument("--limit", type=int, help="train on the first N training images only")
+    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
+    p.add_argument("--accuracy-epochs", type=int, help="report test accuracy after this many epochs (default 4)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling (default 0)")
+    p.add_argument("--fast", action="store_true", help="run the fast recipe over --seeds seeds instead")
+    p.add_argument("--seeds", type=int, help="with --fast: how many seeds, from --seed on (default 10)")
+    p.add_argument("--epochs", type=int, help="with --fast: epochs of the fast recipe (default: its recipe's)")
+    p.add_argument("--compile", help="with --fast: torch.compile mode, or 'off' (default: Speed.auto)")
+    p.add_argument("--quick", action="store_true", help="a tiny run for CI (2 models or 1 seed, few images)")
+    p.add_argument("--data-dir", help="folder holding the MNIST files (default: $MNIST_LAB_DATA, then data/)")
+    p.add_argument("--out", default="results/bench", metavar="DIR", help="where to write the report")
+    p.set_defaults(func=_bench)
+
+
+def _bench(args: argparse.Namespace) -> int:
+    from .speed import bench
+
+    if args.quick:  # fill in what was not given
+        for key, value in (FAST_QUICK if args.fast else BENCH_QUICK).items():
+            if getattr(args, key) is None:
+                setattr(args, key, value)
+    check_writable(Path(args.out) / "bench.json")
+    report = _fast_report(args, bench) if args.fast else _bench_report(args, bench)
+    report["command"] = args.command_line
+    json_path, md_path = bench.write_report(report, args.out)
+    print(f"Report written to {json_path} and {md_path}")
+    return 0
+
+
+def _bench_report(args: argparse.Namespace, bench) -> dict:
+    if any(v is not None for v in (args.seeds, args.compile, args.epochs)):
+        raise InvalidParameterError("--seeds, --epochs and --compile belong to --fast; add --fast or leave them out.")
+    settings = bench.BenchSettings(
+        models=bench.model_list(args.models) or bench.default_models(get_device(args.device)),
+        device=args.device,
+        repeats=args.repeats or 3,
+        batch_size=args.batch_size or bench.TUTORIAL_BATCH,
+        limit=args.limit,
+        test_limit=args.test_limit,
+        accuracy_epochs=args.accuracy_epochs or 4,
+        seed=args.seed,
+        data_dir=args.data_dir,
+    )
+    return bench.run_bench(settings)
+
+
+def _fast_report(args: argparse.Namespace, bench) -> dict:
+    from .models import FastCNN
+    from .speed import Speed
+
+    ignored = [flag for flag, v in (("--models", args.models), ("--repeats", args.repeats)) if v]
+    ignored += ["--accuracy-epochs"] if args.accuracy_epochs is not None else []
+    if ignored:
+        raise InvalidParameterError(f"{', '.join(ignored)} do not apply to --fast (it trains FastCNN over --seeds).")
+    seeds = check_positive_int("seeds", args.seeds if args.seeds is not None else 10)
+    changes = {"batch_size": args.batch_size, "limit": args.limit, "test_limit": args.test_limit}
+    changes["epochs"] = args.epochs if args.epochs is not None else (1 if args.quick else None)
+    config = FastCNN.RECIPE.replace(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
+    speed = None
+    if args.compile is not None:
+        auto = Speed.auto(FastCNN(), get_device(args.device))
+        speed = dataclasses.replace(auto, cuda_graph=False, compile=False if args.compile == "off" else args.compile)
+    return bench.run_fast(range(args.seed, args.seed + seeds), args.device, config, args.data_dir, speed)
+
+
+# --- the parser ------------------------------------------------------------------------------
+
+
 def build_parser() -> argparse.ArgumentParser:
-    """The argument parser of ``mnist-lab`` (subcommands register themselves here)."""
+    """The argument parser of ``mnist-lab``."""
     parser = argparse.ArgumentParser(
         prog="mnist-lab", description="Handwritten-digit recognition on MNIST with PyTorch."
     )
     parser.add_argument("--version", action="version", version=f"mnist-lab {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_train(sub)
-    add_bench_command(sub)
+    _add_bench(sub)
     add_batch_command(sub)
     sub.add_parser("models", help="list every model with its source and parameter count").set_defaults(func=_models)
     data = sub.add_parser("data", help="show where MNIST is and whether every file verifies")
@@ -153,9 +259,21 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def run_command(args: argparse.Namespace, prog: str) -> int:
+    """Run ``args.func(args)``; a `MnistLabError` prints one line and returns `EXIT_USAGE`."""
+    try:
+        return args.func(args)
+    except MnistLabError as exc:
+        print(f"{prog}: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; returns the exit status."""
-    return run_command(build_parser().parse_args(argv), "mnist-lab")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    args.command_line = shlex.join(["mnist-lab", *argv])
+    return run_command(args, "mnist-lab")
 
 
 if __name__ == "__main__":

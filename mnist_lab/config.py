@@ -6,9 +6,27 @@ import dataclasses
 from dataclasses import dataclass, fields
 from typing import Any
 
-from .data import NORMALIZATIONS
-from .errors import InvalidParameterError, unknown_choice
-from .validate import check_bool, check_choice, check_float, check_int, check_optional_limit, check_positive_int
+from .errors import (
+    InvalidParameterError,
+    check_bool,
+    check_choice,
+    check_float,
+    check_int,
+    check_optional_limit,
+    check_positive_int,
+    unknown_choice,
+)
+
+# Mean and standard deviation of the 60,000 training images scaled to [0, 1]
+# (pinned by tests/test_data.py against `data.mean_std` of the real data).
+MNIST_MEAN = 0.1307
+MNIST_STD = 0.3081
+# name -> (shift, scale): x_normalised = (x / 255 - shift) / scale
+NORMALIZATIONS: dict[str, tuple[float, float]] = {
+    "unit": (0.0, 1.0),  # x / 255, "ToTensor only" (T1, T3, T4, T0's 5x5 CNN)
+    "half": (0.5, 0.5),  # (x / 255 - 0.5) / 0.5, into [-1, 1] (T0's MLP, T2)
+    "standard": (MNIST_MEAN, MNIST_STD),  # zero mean, unit variance (T0's examples CNN)
+}
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
 # "constant": the learning rate never changes (every tutorial); "onecycle": per batch, a
@@ -33,7 +51,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # L2 penalty added by the optimiser
     batch_size: int = 64  # training batch size
     test_batch_size: int = 1000  # evaluation batch size: speed only, never the result
-    normalize: str = "standard"  # "unit", "half" or "standard" (see data.NORMALIZATIONS)
+    normalize: str = "standard"  # "unit", "half" or "standard" (see NORMALIZATIONS)
     shuffle: bool = True  # reshuffle the training set every epoch (T3 did not)
     seed: int = 0  # seeds the weights, dropout and the shuffling
     limit: int | None = None  # train on the first `limit` training samples only
@@ -41,6 +59,7 @@ class TrainConfig:
     label_smoothing: float = 0.0  # training targets: 1 - s on the true class, s spread over all 10
     schedule: str = "constant"  # learning-rate schedule: "constant" or "onecycle" (see SCHEDULES)
     nesterov: bool = False  # SGD with Nesterov momentum (needs momentum > 0)
+    drop_last: bool = False  # drop the last, smaller training batch of each epoch
 
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
@@ -58,7 +77,7 @@ class TrainConfig:
         check_float("weight_decay", self.weight_decay, minimum=0.0)
         check_positive_int("batch_size", self.batch_size)
         check_positive_int("test_batch_size", self.test_batch_size)
-        check_choice("normalization", self.normalize, NORMALIZATIONS)
+        check_choice("normalize", self.normalize, NORMALIZATIONS)
         check_bool("shuffle", self.shuffle)
         check_int("seed", self.seed, minimum=0)
         check_optional_limit("limit", self.limit)
@@ -69,6 +88,7 @@ class TrainConfig:
                 f"label_smoothing must be below 1 (0.1 is typical), got {self.label_smoothing}."
             )
         check_choice("schedule", self.schedule, SCHEDULES)
+        check_bool("drop_last", self.drop_last)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed, validated again."""

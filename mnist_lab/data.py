@@ -28,20 +28,17 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader, Subset, TensorDataset
 
-from .errors import ChecksumError, DataError, DataNotFoundError, InvalidParameterError
-from .io import atomic_write
-from .validate import check_choice, check_positive_int
+from .config import MNIST_MEAN, MNIST_STD, NORMALIZATIONS, TrainConfig  # noqa: F401 (re-exported)
+from .errors import ChecksumError, DataError, DataNotFoundError, InvalidParameterError, check_choice, check_positive_int
+from .files import atomic_write
 
 if TYPE_CHECKING:
     from torchvision.datasets import MNIST
 
 IMAGE_SHAPE = (1, 28, 28)  # (C, H, W) of one digit
 NUM_CLASSES = 10
-# Mean and standard deviation of the 60,000 training images scaled to [0, 1]
-# (pinned by tests/test_data.py against `mean_std` of the real data).
-MNIST_MEAN = 0.1307
-MNIST_STD = 0.3081
 
 # SHA-256 of the raw IDX bytes, as published with ../shared/mnist/SHA256SUMS.raw.
 FILES: dict[str, str] = {
@@ -54,14 +51,7 @@ SPLITS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-SPLIT_SIZES = {"train": 60_000, "test": 10_000}
 
-# name -> (shift, scale): x_normalised = (x / 255 - shift) / scale
-NORMALIZATIONS: dict[str, tuple[float, float]] = {
-    "unit": (0.0, 1.0),  # x / 255, "ToTensor only" (T1, T3, T4, T0's 5x5 CNN)
-    "half": (0.5, 0.5),  # (x / 255 - 0.5) / 0.5, into [-1, 1] (T0's MLP, T2)
-    "standard": (MNIST_MEAN, MNIST_STD),  # zero mean, unit variance (T0's examples CNN)
-}
 
 ENV_DATA = "MNIST_LAB_DATA"
 ENV_OFFLINE = "MNIST_LAB_OFFLINE"
@@ -295,7 +285,7 @@ def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callab
     """
     from torchvision import transforms
 
-    check_choice("normalization", normalize, NORMALIZATIONS)
+    check_choice("normalize", normalize, NORMALIZATIONS)
     shift, scale = NORMALIZATIONS[normalize]
     steps = [transforms.ToTensor(), transforms.Normalize((shift,), (scale,))]
     if flatten:
@@ -309,7 +299,7 @@ def normalize(images: Tensor, kind: str = "standard") -> Tensor:
     ``kind`` is one of `NORMALIZATIONS`: ``unit`` (x/255), ``half`` ((x/255-0.5)/0.5)
     or ``standard`` ((x/255-mean)/std).
     """
-    check_choice("normalization", kind, NORMALIZATIONS)
+    check_choice("normalize", kind, NORMALIZATIONS)
     shift, scale = NORMALIZATIONS[kind]
     x = images.reshape(-1, *IMAGE_SHAPE).float()
     # (x/255 - shift)/scale as one multiply and one subtract
@@ -345,7 +335,7 @@ class DeviceLoader:
         limit: int | None = None,
         drop_last: bool = False,
     ) -> None:
-        check_choice("normalization", normalize, NORMALIZATIONS)
+        check_choice("normalize", normalize, NORMALIZATIONS)
         if limit is not None:
             check_positive_int("limit", limit)
             images, labels = images[:limit], labels[:limit]
@@ -393,11 +383,17 @@ class DeviceLoader:
         for i in range(len(self)):
             lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
             if order is None:
-                x, y = self.images[lo:hi], self.labels[lo:hi]
+                yield self.normalized(self.images[lo:hi]), self.labels[lo:hi]
             else:
-                idx = order[lo:hi]
-                x, y = self.images[idx], self.labels[idx]
-            yield x.float().mul_(self._mul).sub_(self._sub), y
+                yield self.batch(order[lo:hi])
+
+    def batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
+        """The samples `idx` (B,) as a normalised batch: float32 ``(B, 1, 28, 28)`` and labels ``(B,)``."""
+        return self.normalized(self.images.index_select(0, idx)), self.labels.index_select(0, idx)
+
+    def normalized(self, images: Tensor) -> Tensor:
+        """uint8 images of this loader as float32, normalised as the loader's `normalize` says."""
+        return images.float().mul_(self._mul).sub_(self._sub)
 
     def state_dict(self) -> dict:
         """The shuffling state, so a resumed run draws the same permutations."""
@@ -406,3 +402,78 @@ class DeviceLoader:
     def load_state_dict(self, state: dict) -> None:
         """Restore the state saved by `state_dict`."""
         self.generator.set_state(state["generator"])
+
+
+def mnist_loader(
+    split: str,
+    config: TrainConfig,
+    device: torch.device | str = "cpu",
+    data_dir: str | os.PathLike[str] | None = None,
+) -> DeviceLoader:
+    """A device-resident loader of one split for a recipe.
+
+    Training: the recipe's batch size, shuffling, seed, limit and drop_last. Test:
+    every test digit (or the first ``config.test_limit``) in order, in large batches.
+    """
+    if split == "train":
+        return DeviceLoader.from_mnist(
+            "train",
+            data_dir,
+            batch_size=config.batch_size,
+            shuffle=config.shuffle,
+            normalize=config.normalize,
+            device=device,
+            seed=config.seed,
+            limit=config.limit,
+            drop_last=config.drop_last,
+        )
+    check_choice("split", split, SPLITS)
+    return DeviceLoader.from_mnist(
+        "test",
+        data_dir,
+        batch_size=min(config.test_batch_size, config.test_limit or 10_000),
+        shuffle=False,
+        normalize=config.normalize,
+        device=device,
+        limit=config.test_limit,
+    )
+
+
+def mnist_loaders(
+    config: TrainConfig, device: torch.device | str = "cpu", data_dir: str | os.PathLike[str] | None = None
+) -> tuple[DeviceLoader, DeviceLoader]:
+    """Device-resident train and test loaders for a recipe (see `mnist_loader`)."""
+    return mnist_loader("train", config, device, data_dir), mnist_loader("test", config, device, data_dir)
+
+
+# --- the tutorials' way, for comparison (notebook 08, `mnist-lab bench`) ---------------
+
+
+def tutorial_loader(
+    config: TrainConfig,
+    split: str = "train",
+    data_dir: str | os.PathLike[str] | None = None,
+    flatten: bool = False,
+    limit: int | None = None,
+) -> DataLoader:
+    """The tutorials' loader: torchvision MNIST, ToTensor + Normalize per sample, batches of ``config.batch_size``."""
+    dataset = mnist_dataset(split, transform=tutorial_transform(config.normalize, flatten), data_dir=data_dir)
+    if limit is not None:
+        dataset = Subset(dataset, range(min(limit, len(dataset))))
+    shuffle = config.shuffle and split == "train"
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
+
+
+def tensor_loader(
+    config: TrainConfig, data_dir: str | os.PathLike[str] | None = None, limit: int | None = None
+) -> DataLoader:
+    """The first fix: normalise the whole training set once, then a DataLoader over the tensors.
+
+    No PIL and no per-sample transform; the DataLoader still indexes samples one by
+    one and stacks them into a batch on the CPU.
+    """
+    images, labels = load_mnist("train", data_dir)
+    if limit is not None:
+        images, labels = images[:limit], labels[:limit]
+    dataset = TensorDataset(normalize(images, config.normalize), labels)  # (N, 1, 28, 28) float32, (N,)
+    return DataLoader(dataset, batch_size=config.batch_size, shuffle=config.shuffle)

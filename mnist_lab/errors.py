@@ -1,16 +1,22 @@
-"""Errors written for a learner: what happened, why, and what to do next.
+"""Errors written for a learner (what happened, why, what to do next), and the checks that raise them.
 
 Every error that bad input can cause is a `MnistLabError`, so the command line can
 print the message (not a traceback) and exit with status 2, and a notebook shows
 one readable paragraph.
+
+The ``check_*`` functions validate settings at the edges of the package (`TrainConfig`,
+the command line, `load_mnist`, checkpoints, `preprocess`), so a bad value fails before
+any training starts. Each returns the value or raises `InvalidParameterError` naming the
+setting, the value and what would be valid. Papermill passes typed literals, but a learner
+can still type ``epochs = "ten"``; booleans are refused where a number is wanted.
 """
 
 from __future__ import annotations
 
-import argparse
 import difflib
-import sys
+import math
 from collections.abc import Iterable
+from numbers import Integral, Real
 
 
 class MnistLabError(Exception):
@@ -45,6 +51,10 @@ class OutputError(MnistLabError, OSError):
     """A result could not be written (folder not writable, disk full)."""
 
 
+class DivergenceWarning(UserWarning):
+    """Training stopped because the loss became NaN or infinite."""
+
+
 class ImageError(MnistLabError, ValueError):
     """An image of your own cannot be used: missing, unreadable, blank, huge, or several digits."""
 
@@ -58,13 +68,52 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidP
     return InvalidParameterError(f"Unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")
 
 
-EXIT_USAGE = 2  # the exit status of every command line for a usage error (argparse's too)
+# --- checks for settings ---------------------------------------------------------
 
 
-def run_command(args: argparse.Namespace, prog: str) -> int:
-    """Run ``args.func(args)`` for a command line; a `MnistLabError` prints one line and returns `EXIT_USAGE`."""
-    try:
-        return args.func(args)
-    except MnistLabError as exc:
-        print(f"{prog}: error: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+def check_choice(kind: str, value: object, choices: Iterable[str]) -> str:
+    """`value` must be one of `choices` (case-sensitive); suggests the closest one."""
+    choices = list(choices)
+    if not isinstance(value, str) or value not in choices:
+        raise unknown_choice(kind, value, choices)
+    return value
+
+
+def check_int(name: str, value: object, minimum: int | None = None) -> int:
+    """An integer (not a bool, not a float), at least `minimum` if given."""
+    if isinstance(value, bool) or not isinstance(value, Integral):
+        raise InvalidParameterError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}).")
+    if minimum is not None and value < minimum:
+        raise InvalidParameterError(f"{name} must be at least {minimum}, got {value}.")
+    return int(value)
+
+
+def check_positive_int(name: str, value: object) -> int:
+    """An integer >= 1."""
+    return check_int(name, value, minimum=1)
+
+
+def check_float(name: str, value: object, *, positive: bool = False, minimum: float | None = None) -> float:
+    """A finite real number; `positive` demands > 0, `minimum` demands >= minimum."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise InvalidParameterError(f"{name} must be a number, got {value!r} ({type(value).__name__}).")
+    value = float(value)
+    if not math.isfinite(value):
+        raise InvalidParameterError(f"{name} must be a finite number, got {value}.")
+    if positive and value <= 0:
+        raise InvalidParameterError(f"{name} must be greater than 0, got {value}.")
+    if minimum is not None and value < minimum:
+        raise InvalidParameterError(f"{name} must be at least {minimum}, got {value}.")
+    return value
+
+
+def check_bool(name: str, value: object) -> bool:
+    """A real ``True`` or ``False`` (not the string ``"False"``, which is truthy)."""
+    if not isinstance(value, bool):
+        raise InvalidParameterError(f"{name} must be True or False, got {value!r}.")
+    return value
+
+
+def check_optional_limit(name: str, value: object) -> int | None:
+    """``None`` (use everything) or a whole number >= 1."""
+    return None if value is None else check_positive_int(name, value)

@@ -39,9 +39,8 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 from torch import Tensor, nn
 
 from .data import NORMALIZATIONS, normalize
-from .errors import ImageError
+from .errors import ImageError, check_bool, check_choice, check_int
 from .train import predict
-from .validate import check_bool, check_choice, check_int
 
 ImageInput = str | os.PathLike | Image.Image | np.ndarray | Tensor  # what preprocess accepts
 

@@ -43,8 +43,8 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError, MnistLabError, run_command
-from .io import atomic_write
+from .errors import InvalidParameterError, MnistLabError
+from .files import atomic_write
 
 PARAMETERS_TAG = "parameters"
 INJECTED_TAG = "injected-parameters"
@@ -462,6 +462,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; a `MnistLabError` prints its message and returns 2."""
+    from .cli import run_command
+
     return run_command(build_parser().parse_args(argv), "nbtools")
 
 

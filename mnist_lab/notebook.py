@@ -9,32 +9,22 @@ small JSON report that ``mnist-lab batch`` collects into its summary table.
 from __future__ import annotations
 
 import os
-import platform
 from pathlib import Path
 from typing import Any
 
 import torch
 
-from .io import write_json
-from .train import get_device, set_seed
+from .devices import describe, get_device, set_seed
+from .files import write_json
 
 METRICS_FILE = "metrics.json"
-
-
-def device_description(device: torch.device) -> str:
-    """A readable name for a device, e.g. ``cuda (NVIDIA H100 80GB HBM3)`` or ``cpu (2 threads)``."""
-    if device.type == "cuda":
-        return f"cuda ({torch.cuda.get_device_name(device)})"
-    if device.type == "mps":
-        return "mps (Apple GPU)"
-    return f"cpu ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def start(seed: int = 0, device: str = "auto") -> torch.device:
     """Seed every generator, resolve `device`, print where this notebook runs; returns the device."""
     set_seed(seed)
     resolved = get_device(device)
-    print(f"torch {torch.__version__} on {device_description(resolved)}; seed {seed}")
+    print(f"torch {torch.__version__} on {describe(resolved)}; seed {seed}")
     return resolved
 
 

@@ -1,7 +1,7 @@
 """Plain plotting functions: each takes data and returns a matplotlib `Figure`.
 
 Nothing here trains or loads anything; pass tensors, arrays or a `History`. In a
-notebook the figure shows itself; elsewhere save it with `mnist_lab.io.save_figure`.
+notebook the figure shows itself; elsewhere save it with `mnist_lab.files.save_figure`.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
 
-from .train import History
+from .history import History
 
 
 def _as_images(images) -> np.ndarray:

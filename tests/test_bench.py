@@ -4,7 +4,6 @@ Never a timing: only that each piece runs, computes what it claims, and writes a
 well-formed report.
 """
 
-import inspect
 import json
 import math
 
@@ -12,20 +11,24 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mnist_lab import bench, fast
-from mnist_lab.bench import LADDER, BenchSettings, make_trainer, time_epochs
-from mnist_lab.cli import main
+from mnist_lab.cli import BENCH_QUICK, FAST_QUICK, main
 from mnist_lab.config import TrainConfig
+from mnist_lab.devices import bf16_supported
 from mnist_lab.errors import InvalidParameterError
-from mnist_lab.fast import FAST_RECIPE, FastCNN, speed_settings, train_fast
-from mnist_lab.models import build_model, count_parameters
-from mnist_lab.train import fit, loss_function, make_scheduler
+from mnist_lab.models import FastCNN, build_model, count_parameters
+from mnist_lab.speed import Speed, bench
+from mnist_lab.speed.bench import LADDER, BenchSettings, make_trainer, time_epochs
+from mnist_lab.speed.fast_recipe import train_fast
+from mnist_lab.train import fit, loss_function
+
+FAST_RECIPE = FastCNN.RECIPE
 
 
 def _files(folder):
     return sorted(p.name for p in folder.iterdir())
 
 
+@pytest.mark.slow
 def test_quick_bench_writes_a_well_formed_report(tmp_path, capsys):
     out = tmp_path / "report"
     assert main(["bench", "--quick", "--out", str(out)]) == 0
@@ -34,20 +37,17 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path, capsys):
     report = json.loads((out / "bench.json").read_text())
     assert report["kind"] == "bench" and report["device_type"] == "cpu"
     assert report["torch"] == torch.__version__ and report["threads"] == torch.get_num_threads()
-    assert report["command"] == f"mnist-lab bench --out {out} --quick"
+    assert report["command"] == f"mnist-lab bench --quick --out {out}"
     settings = report["settings"]
-    assert settings["models"] == list(bench.QUICK["models"])
+    assert settings["models"] == BENCH_QUICK["models"]
     assert settings["epochs_trained"] == max(1 + settings["repeats"], settings["accuracy_epochs"])
     for result in report["results"]:
         for side in ("tutorial", "mnist_lab"):
             s = result[side]
-            assert len(s["seconds"]) == settings["repeats"] and all(t > 0 for t in s["seconds"])
-            assert 0 <= s["test_acc"] <= 1 and s["peak_memory_mb"] > 0 and not s["diverged"]
-        assert result["ratio"] == pytest.approx(
-            result["tutorial"]["median_seconds"] / result["mnist_lab"]["median_seconds"]
-        )
+            assert len(s["seconds"]) == settings["repeats"]
+            assert 0 <= s["test_acc"] <= 1 and not s["diverged"]
         assert result["config"]["batch_size"] == bench.TUTORIAL_BATCH
-        assert result["config"]["limit"] == bench.QUICK["limit"]
+        assert result["config"]["limit"] == BENCH_QUICK["limit"]
         assert result["model"] in printed
     # mlp trains without shuffling: both loops see the same batches from the same
     # weights, so they must reach the same accuracy.
@@ -61,6 +61,7 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path, capsys):
     assert report["device"] in table and report["command"] in table
 
 
+@pytest.mark.slow
 def test_quick_fast_recipe_reports_every_seed(tmp_path, capsys):
     out = tmp_path / "fast"
     assert main(["bench", "--fast", "--quick", "--seeds", "2", "--out", str(out)]) == 0
@@ -68,11 +69,11 @@ def test_quick_fast_recipe_reports_every_seed(tmp_path, capsys):
     assert _files(out) == ["fast.json", "fast.md"]
     report = json.loads((out / "fast.json").read_text())
     assert [run["seed"] for run in report["runs"]] == [0, 1]
-    limit = bench.QUICK_FAST["limit"]
+    limit = FAST_QUICK["limit"]
     for run in report["runs"]:
-        assert 0 <= run["test_acc"] <= 1 and run["train_seconds"] > 0 and run["eval_seconds"] > 0
+        assert 0.5 <= run["test_acc"] <= 1  # one epoch of 4,096 images learns
         assert run["steps"] == limit // FAST_RECIPE.batch_size  # one epoch, last partial batch dropped
-        assert run["timer"] == "time.perf_counter" and run["settings"]["channels_last"] is True
+        assert run["settings"] == {"amp": False, "channels_last": True, "compile": False, "cuda_graph": False}
         assert f"seed {run['seed']:2d}: test acc" in printed
     summary = report["summary"]
     assert summary["seeds"] == 2
@@ -123,30 +124,16 @@ def test_ladder_steps_compute_the_same_training():
             torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"step {step!r} trained differently")
 
 
+@pytest.mark.slow
 def test_every_ladder_step_runs_on_a_cnn():
     # The compile rung is left to the next test: compiling for real takes minutes on a CPU.
     # The cuda_graph rung needs a GPU (tests/test_graphs.py covers it there).
     for step in [s.name for s in LADDER if not s.compile and not s.cuda_graph] + ["tuned"]:
         trainer = make_trainer(step, "convnet", "cpu", limit=128)
         timing = time_epochs(trainer, repeats=2, warmup=0)
-        assert len(timing.seconds) == 2 and timing.per_epoch == pytest.approx(timing.median * 60_000 / 128)
+        assert len(timing.seconds) == 2 and timing.samples == 128
         if trainer.step.channels_last:
             assert trainer.model.features[0].weight.is_contiguous(memory_format=torch.channels_last)
-
-
-def test_compiled_runner_marks_every_cuda_graph_step(monkeypatch):
-    compiled_with, marks = [], []
-    monkeypatch.setattr(torch, "compile", lambda model, mode=None: compiled_with.append(mode) or model)
-    monkeypatch.setattr(torch.compiler, "cudagraph_mark_step_begin", lambda: marks.append(1))
-    trainer = make_trainer(next(s for s in LADDER if s.compile), "bp_network", "cpu", limit=128)
-    trainer.epoch()
-    assert compiled_with == ["default"] and marks == []  # plain compile: no CUDA graphs to mark
-    assert trainer.runner.LOG_PROBS  # evaluate() must still see that bp_network outputs log-probabilities
-    history = fit(
-        build_model("mlp"), epochs=1, limit=128, test_limit=100, compile="reduce-overhead", progress=False, log=None
-    )
-    assert compiled_with[-1] == "reduce-overhead" and len(marks) == 2 + 1  # two training steps, one test batch
-    assert history.epochs == 1
 
 
 def test_ladder_skips_what_cannot_help_here():
@@ -154,7 +141,7 @@ def test_ladder_skips_what_cannot_help_here():
     names = [s.name for s in steps]
     assert names[:5] == ["tutorial", "tensors", "device", "no_sync", "fused"] and "channels_last" in skipped
     assert steps[-1].fused and not steps[-1].channels_last  # each rung carries the earlier changes
-    if not bench.bf16_supported("cpu"):
+    if not bf16_supported("cpu"):
         assert "bf16" in skipped and not any(s.amp for s in steps)
 
 
@@ -170,22 +157,23 @@ def test_bench_settings_validate():
     assert settings.epochs == 6
 
 
-def test_speed_settings_follow_what_was_measured_on_cpu():
-    off = {"amp": False, "compile": False, "cuda_graph": False}
-    assert speed_settings(build_model("convnet"), "cpu") == {**off, "channels_last": True}
-    assert speed_settings(build_model("deep_mlp"), "cpu") == {**off, "channels_last": False}
-    cuda = speed_settings(build_model("keras_cnn"), "cuda")  # measured on an H100 (mnist_lab.fast)
-    assert cuda == {"amp": True, "channels_last": True, "compile": False, "cuda_graph": True}
-    assert speed_settings(build_model("alexnet"), "cuda")["cuda_graph"] is True
+def test_speed_auto_follows_what_was_measured():
+    assert Speed.auto(build_model("convnet"), "cpu") == Speed(channels_last=True)
+    assert Speed.auto(build_model("deep_mlp"), "cpu") == Speed()
+    assert Speed.auto(build_model("keras_cnn"), "cuda") == Speed(amp=True, channels_last=True, cuda_graph=True)
+    assert Speed.auto(build_model("alexnet"), "cuda").cuda_graph
+    assert Speed.auto(build_model("mlp"), "mps") == Speed()  # nothing measured there
 
 
 def test_fast_cnn_matches_its_declared_size_and_shapes():
     net = FastCNN()
     assert count_parameters(net) == FastCNN.PARAMETERS
     assert net(torch.zeros(5, 1, 28, 28)).shape == (5, 10)
-    assert FastCNN.RECIPE is FAST_RECIPE and FAST_RECIPE.schedule == "onecycle"
+    assert FAST_RECIPE.schedule == "onecycle" and FAST_RECIPE.drop_last
+    assert build_model("fast_cnn").RECIPE is FAST_RECIPE  # registered like every model
 
 
+@pytest.mark.slow
 def test_warm_up_leaves_no_trace():
     # The untimed warm-up trains a few steps; the weights, BatchNorm statistics and
     # shuffling are restored after it, so the timed run is the run without it.
@@ -194,25 +182,6 @@ def test_warm_up_leaves_no_trace():
     warm = train_fast(3, device="cpu", config=config, warmup_steps=2)
     assert warm.test_loss == pytest.approx(cold.test_loss, rel=1e-5)
     assert warm.test_acc == cold.test_acc and warm.steps == cold.steps == 1024 // config.batch_size
-
-
-def test_onecycle_rises_then_falls_to_zero():
-    param = torch.nn.Parameter(torch.zeros(1))
-    optimizer = torch.optim.SGD([param], lr=0.4)
-    config = TrainConfig(epochs=2, lr=0.4, schedule="onecycle")
-    scheduler = make_scheduler(optimizer, config, steps_per_epoch=10)
-    lrs = []
-    for _ in range(20):
-        lrs.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    warm = 4  # 20 % of 20 steps
-    assert lrs[0] == pytest.approx(0.4 / warm) and lrs[warm - 1] == pytest.approx(0.4) == max(lrs)
-    assert lrs[warm:] == sorted(lrs[warm:], reverse=True) and lrs[-1] == pytest.approx(0.4 / 16)
-    assert optimizer.param_groups[0]["lr"] == 0.0
-    resumed = make_scheduler(torch.optim.SGD([param], lr=0.4), config, steps_per_epoch=10, start_step=10)
-    assert resumed.get_last_lr()[0] == pytest.approx(lrs[10])
-    assert make_scheduler(optimizer, TrainConfig(), steps_per_epoch=10) is None
 
 
 def test_label_smoothing_matches_its_formula():
@@ -244,20 +213,10 @@ def test_fit_takes_the_fast_switches():
         FastCNN(),
         FAST_RECIPE.replace(epochs=1, limit=1024, test_limit=500),
         device="cpu",
-        channels_last=True,
+        speed=Speed(channels_last=True),
         progress=False,
         log=None,
     )
     assert history.epochs == 1 and history.config["schedule"] == "onecycle" and 0 <= history.final_test_acc <= 1
     with pytest.raises(InvalidParameterError, match="Unknown compile mode"):
-        fit(build_model("mlp"), epochs=1, limit=64, compile="turbo", progress=False, log=None)
-
-
-@pytest.mark.parametrize("module", [bench, fast])
-def test_public_functions_have_docstrings_and_type_hints(module):
-    for name, obj in vars(module).items():
-        if name.startswith("_") or getattr(obj, "__module__", None) != module.__name__:
-            continue
-        assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
-        if inspect.isfunction(obj):
-            assert inspect.signature(obj).return_annotation is not inspect.Signature.empty, f"{name}: no return type"
+        Speed(compile="turbo")

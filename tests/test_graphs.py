@@ -1,8 +1,8 @@
-"""The CUDA-graph training step (`mnist_lab.graphs`): refused clearly off CUDA, exact on CUDA.
+"""The CUDA-graph training step (`mnist_lab.speed.cuda_graph`): refused clearly off CUDA, exact on CUDA.
 
 The CUDA tests run only where a CUDA GPU is present (``pytest tests/test_graphs.py`` on a
-GPU machine); CI has none, so there the CPU half checks the refusals and the learning-rate
-table that the recorded step reads.
+GPU machine); CI has none, so there the CPU half checks the refusals and which recipes
+`Speed.auto` records.
 """
 
 from __future__ import annotations
@@ -13,26 +13,13 @@ import torch
 from mnist_lab.config import TrainConfig
 from mnist_lab.data import DeviceLoader
 from mnist_lab.errors import InvalidParameterError
-from mnist_lab.fast import FAST_RECIPE, FastCNN, speed_settings, train_fast
-from mnist_lab.graphs import GraphedEpochs, graph_problem
-from mnist_lab.models import build_model
-from mnist_lab.train import _train_epoch, fit, loss_function, lr_schedule, make_optimizer, make_scheduler
+from mnist_lab.models import FastCNN, build_model
+from mnist_lab.speed import Speed
+from mnist_lab.speed.cuda_graph import GraphedEpochs, graph_problem
+from mnist_lab.speed.fast_recipe import train_fast
+from mnist_lab.train import fit, loss_function, make_optimizer, schedule, train_epoch
 
 cuda = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
-
-
-def test_lr_schedule_is_what_the_scheduler_sets():
-    config = FAST_RECIPE.replace(epochs=2)
-    steps = 7
-    optimizer = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=config.lr)
-    scheduler = make_scheduler(optimizer, config, steps)
-    seen = []
-    for _ in range(config.epochs * steps):
-        seen.append(optimizer.param_groups[0]["lr"])
-        optimizer.step()
-        scheduler.step()
-    assert lr_schedule(config, steps) == pytest.approx(seen)
-    assert lr_schedule(config.replace(schedule="constant"), steps) is None
 
 
 def test_graphs_are_refused_off_cuda_with_the_reason():
@@ -43,19 +30,19 @@ def test_graphs_are_refused_off_cuda_with_the_reason():
     with pytest.raises(InvalidParameterError, match="cuda_graph=False"):
         GraphedEpochs(model, loader, optimizer, loss_function(model))
     with pytest.raises(InvalidParameterError, match="CUDA GPU"):
-        fit(model, epochs=1, limit=256, test_limit=100, device="cpu", cuda_graph=True, progress=False, log=None)
+        fit(model, epochs=1, limit=256, test_limit=100, device="cpu", speed=Speed(cuda_graph=True), progress=False)
     with pytest.raises(InvalidParameterError, match="choose one"):
-        fit(model, epochs=1, limit=256, device="cpu", cuda_graph=True, compile=True, progress=False, log=None)
+        Speed(cuda_graph=True, compile=True)
 
 
-def test_speed_settings_record_graphs_only_on_cuda_and_only_for_fused_optimisers():
-    assert not speed_settings(build_model("mlp"), "cpu")["cuda_graph"]
-    assert speed_settings(build_model("mlp"), "cuda")["cuda_graph"]  # SGD
-    assert speed_settings(build_model("cnn5x5"), "cuda")["cuda_graph"]  # Adam
+def test_speed_auto_records_graphs_only_on_cuda_and_only_for_fused_optimisers():
+    assert not Speed.auto(build_model("mlp"), "cpu").cuda_graph
+    assert Speed.auto(build_model("mlp"), "cuda").cuda_graph  # SGD
+    assert Speed.auto(build_model("cnn5x5"), "cuda").cuda_graph  # Adam
     adadelta = build_model("mlp")
     adadelta.RECIPE = TrainConfig(optimizer="adadelta", lr=1.0)
-    cuda_settings = speed_settings(adadelta, "cuda")
-    assert not cuda_settings["cuda_graph"] and cuda_settings["compile"]
+    assert Speed.auto(adadelta, "cuda") == Speed()  # no fused kernel to record: the plain loop
+    assert Speed.auto(build_model("convnet"), "cpu") == Speed(channels_last=True)
 
 
 # --------------------------------------------------------------------------- on a CUDA GPU
@@ -65,34 +52,27 @@ def _twin_runs(name: str, limit: int, config: TrainConfig | None = None, amp: bo
     """The same model trained one epoch eagerly and by graph replays, from the same weights and order."""
     results = []
     for graphed in (False, True):
-        model = build_model(name, seed=0) if name != "fast_cnn" else _fast_cnn()
-        model.cuda()
+        model = build_model(name, seed=0).cuda()
         config = config or model.RECIPE
         loader = DeviceLoader.from_mnist(
             "train", batch_size=config.batch_size, normalize=config.normalize, device="cuda", limit=limit
         )
         optimizer = make_optimizer(model, config)
         loss_fn = loss_function(model, config.label_smoothing)
+        lr = schedule(config, loader)
         torch.manual_seed(1)
         if graphed:
-            lrs = lr_schedule(config, len(loader))
-            loss, acc, diverged = GraphedEpochs(model, loader, optimizer, loss_fn, amp, lrs).epoch()
+            loss, acc, diverged = GraphedEpochs(model, loader, optimizer, loss_fn, amp, lr).epoch()
         else:
-            scheduler = make_scheduler(optimizer, config, len(loader))
-            loss, acc, diverged = _train_epoch(model, loader, optimizer, loss_fn, torch.device("cuda"), amp, scheduler)
+            loss, acc, diverged = train_epoch(model, loader, optimizer, loss_fn, lr, amp=amp)
         results.append((model, loss, acc, diverged))
     return results
-
-
-def _fast_cnn():
-    torch.manual_seed(0)
-    return FastCNN()
 
 
 @cuda
 @pytest.mark.parametrize("name", ["mlp", "cnn5x5", "fast_cnn"])  # SGD; Adam; SGD + Nesterov + one-cycle + BatchNorm
 def test_graph_replays_train_exactly_like_the_eager_loop(name):
-    config = FAST_RECIPE.replace(epochs=1) if name == "fast_cnn" else None
+    config = FastCNN.RECIPE.replace(epochs=1) if name == "fast_cnn" else None
     (eager, loss_a, acc_a, _), (graphed, loss_b, acc_b, diverged) = _twin_runs(name, 1000, config)
     assert not diverged
     assert loss_b == pytest.approx(loss_a, rel=1e-3) and acc_b == pytest.approx(acc_a, abs=0.002)
@@ -101,9 +81,11 @@ def test_graph_replays_train_exactly_like_the_eager_loop(name):
 
 
 @cuda
-def test_fit_with_graphs_resumes_to_the_same_result_as_one_run(tmp_path):
+@pytest.mark.parametrize("schedule_name", ["constant", "onecycle"])
+def test_fit_with_graphs_resumes_to_the_same_result_as_one_run(tmp_path, schedule_name):
     checkpoint = tmp_path / "mlp.pt"
-    common = dict(limit=5000, test_limit=1000, device="cuda", progress=False, log=None, cuda_graph=True)
+    common = dict(limit=5000, test_limit=1000, device="cuda", progress=False, log=None, schedule=schedule_name)
+    common["speed"] = Speed(cuda_graph=True)
     whole = fit(build_model("mlp", seed=0), epochs=3, **common)
     first = fit(build_model("mlp", seed=0), epochs=1, checkpoint=checkpoint, **common)
     resumed = fit(build_model("mlp", seed=0), epochs=3, checkpoint=checkpoint, resume=True, **common)
@@ -117,10 +99,9 @@ def test_fit_with_graphs_resumes_to_the_same_result_as_one_run(tmp_path):
 
 @cuda
 def test_the_fast_recipe_records_its_step_on_cuda_and_learns_as_without():
-    config = FAST_RECIPE.replace(test_limit=1000)  # the whole recipe: 468 steps, a fraction of a second on a GPU
+    config = FastCNN.RECIPE.replace(test_limit=1000)  # the whole recipe: 468 steps, a fraction of a second on a GPU
     graphed = train_fast(0, device="cuda", config=config)
-    eager = train_fast(0, device="cuda", config=config, cuda_graph=False, compile=False)
-    assert graphed.settings["cuda_graph"] and graphed.timer == "CUDA events"
-    assert not eager.settings["cuda_graph"]
+    eager = train_fast(0, device="cuda", config=config, speed=Speed(amp=True, channels_last=True))
+    assert graphed.settings["cuda_graph"] and not eager.settings["cuda_graph"]
     assert graphed.test_acc == pytest.approx(eager.test_acc, abs=0.01)  # the same training, bf16 rounding apart
-    assert graphed.test_acc > 0.9 and graphed.train_seconds > 0  # speed: `mnist-lab bench --fast`
+    assert graphed.test_acc > 0.9  # speed: `mnist-lab bench --fast`

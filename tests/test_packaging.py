@@ -6,25 +6,27 @@ import pytest
 import yaml
 from conftest import REPO
 
+import mnist_lab
 from mnist_lab import (
-    backprop,
     batch,
-    bench,
+    checkpoints,
     cli,
     config,
-    conv,
     data,
-    fast,
-    graphs,
+    devices,
+    errors,
+    files,
     handwriting,
-    io,
+    history,
     models,
     nbtools,
     notebook,
     plots,
-    scratch,
+    speed,
     train,
 )
+from mnist_lab.scratch import backprop, conv, softmax
+from mnist_lab.speed import bench, cuda_graph, fast_recipe
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -52,8 +54,8 @@ def test_environment_yml_installs_what_pyproject_names():
     assert "-e ." in pip_part
 
 
-MODULES = [backprop, batch, bench, cli, config, conv, data, fast, graphs, handwriting, io, models, nbtools, notebook]
-MODULES += [plots, scratch, train]
+MODULES = [backprop, batch, bench, checkpoints, cli, config, conv, cuda_graph, data, devices, errors, fast_recipe]
+MODULES += [files, handwriting, history, models, nbtools, notebook, plots, softmax, speed, train]
 
 
 @pytest.mark.parametrize("module", MODULES)
@@ -67,3 +69,22 @@ def test_public_functions_have_docstrings_and_type_hints(module):
             assert signature.return_annotation is not inspect.Signature.empty, f"{name} lacks a return type"
         elif inspect.isclass(obj):
             assert obj.__doc__, f"{module.__name__}.{name} has no docstring"
+
+
+def test_the_core_imports_no_speed_code_and_no_module_imports_a_private_name():
+    import ast
+
+    package = REPO / "mnist_lab"
+    for path in package.rglob("*.py"):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                private = [a.name for a in node.names if a.name.startswith("_") and a.name != "__version__"]
+                assert not private, f"{path.relative_to(REPO)} imports private names {private} from {node.module}"
+                if path.name in ("train.py", "data.py", "models.py", "config.py", "checkpoints.py", "history.py"):
+                    assert "speed" not in (node.module or ""), f"{path.name} imports {node.module}"
+
+
+def test_top_level_api_names_exist():
+    for name in mnist_lab.__all__:
+        assert hasattr(mnist_lab, name), name

@@ -12,10 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch.testing import assert_close
 
-from mnist_lab import scratch
 from mnist_lab.data import normalize
-from mnist_lab.errors import InvalidParameterError
-from mnist_lab.train import DivergenceWarning
+from mnist_lab.errors import DivergenceWarning
+from mnist_lab.scratch import softmax as scratch
 
 SCALES = [1.0, 30.0, 1000.0]  # ordinary logits, logits where exp() is huge, logits where exp() overflows
 
@@ -74,18 +73,10 @@ def test_float32_large_logits_keep_full_precision():
     assert_close(scratch.cross_entropy(z, torch.tensor([1, 0])), F.cross_entropy(z, torch.tensor([1, 0])))
 
 
-def test_one_hot_matches_torch_and_refuses_bad_labels():
+def test_one_hot_matches_torch():
     y = _labels()
     assert_close(scratch.one_hot(y), F.one_hot(y, 10).float())
     assert scratch.one_hot(y, 12, dtype=torch.float64).shape == (16, 12)
-    with pytest.raises(InvalidParameterError, match="0..9"):
-        scratch.one_hot(torch.tensor([3, 10]))
-    with pytest.raises(InvalidParameterError, match="0..9"):
-        scratch.one_hot(torch.tensor([-1, 2]))
-    with pytest.raises(InvalidParameterError, match="integer"):
-        scratch.one_hot(torch.tensor([1.0, 2.0]))
-    with pytest.raises(InvalidParameterError, match="1-D"):
-        scratch.one_hot(torch.zeros(2, 2, dtype=torch.long))
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -104,13 +95,6 @@ def test_cross_entropy_is_minus_log_of_the_true_class_probability():
     assert_close(scratch.cross_entropy(z, torch.tensor([1])), -torch.log(p[0, 1]))
     uniform = torch.zeros(4, 10, dtype=torch.float64)
     assert_close(scratch.cross_entropy(uniform, _labels(4)), torch.tensor(math.log(10), dtype=torch.float64))
-
-
-def test_losses_refuse_mismatched_shapes():
-    with pytest.raises(InvalidParameterError, match="N = 3"):
-        scratch.cross_entropy(torch.zeros(4, 10), torch.tensor([1, 2, 3]))
-    with pytest.raises(InvalidParameterError, match="shape"):
-        scratch.nll(torch.zeros(10), torch.tensor([1]))
 
 
 @pytest.mark.parametrize("scale", SCALES)
@@ -132,18 +116,6 @@ def test_softmax_regression_grad_matches_autograd(scale):
     dW, db = scratch.softmax_regression_grad(X, W.detach(), b.detach(), y)
     assert_close(dW, W.grad)
     assert_close(db, b.grad)
-
-
-def test_softmax_regression_grad_refuses_bad_shapes():
-    X, y = torch.rand(4, 784), torch.tensor([0, 1, 2, 3])
-    with pytest.raises(InvalidParameterError, match="W must be"):
-        scratch.softmax_regression_grad(X, torch.zeros(10, 784), torch.zeros(10), y)
-    with pytest.raises(InvalidParameterError, match="float matrix"):
-        scratch.softmax_regression_grad(
-            torch.zeros(4, 784, dtype=torch.uint8), torch.zeros(784, 10), torch.zeros(10), y
-        )
-    with pytest.raises(InvalidParameterError, match="must match"):
-        scratch.softmax_regression_grad(X, torch.zeros(784, 10), torch.zeros(10), y[:3])
 
 
 def test_full_batch_training_equals_autograd_sgd():
@@ -169,6 +141,7 @@ def test_full_batch_training_equals_autograd_sgd():
     assert losses == pytest.approx(ref_losses, rel=1e-12)
 
 
+@pytest.mark.slow
 def test_training_on_mnist_learns_and_is_reproducible(train_set, test_set):
     X = normalize(train_set[0][:3000], "unit").reshape(-1, 784)
     y = train_set[1][:3000]
@@ -189,23 +162,6 @@ def test_training_warns_and_stops_when_it_diverges():
     with pytest.warns(DivergenceWarning, match="too large"):
         _, _, losses = scratch.train_softmax_regression(X, y, lr=1e10, epochs=5, batch_size=4, num_classes=4)
     assert len(losses) < 5 and all(math.isfinite(v) for v in losses)
-
-
-@pytest.mark.parametrize(
-    ("changes", "message"),
-    [
-        ({"lr": 0.0}, "greater than 0"),
-        ({"lr": "fast"}, "must be a number"),
-        ({"epochs": 0}, "at least 1"),
-        ({"batch_size": 100}, "larger than the 8 samples"),
-        ({"seed": -1}, "at least 0"),
-    ],
-)
-def test_training_refuses_bad_settings(changes, message):
-    X, y = torch.rand(8, 4), torch.tensor([0, 1, 2, 3, 0, 1, 2, 3])
-    settings = {"lr": 0.1, "epochs": 1, "batch_size": 4, "num_classes": 4, **changes}
-    with pytest.raises(InvalidParameterError, match=message):
-        scratch.train_softmax_regression(X, y, **settings)
 
 
 def test_accuracy_is_a_fraction():

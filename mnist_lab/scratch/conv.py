@@ -19,9 +19,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from .data import IMAGE_SHAPE
-from .errors import InvalidParameterError
-from .validate import check_choice, check_int, check_positive_int
+from ..data import IMAGE_SHAPE
 
 POOLS = ("max", "avg")
 SPATIAL_LAYERS = (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)  # the layers the size formula describes
@@ -35,30 +33,13 @@ def conv_output_size(w: int, f: int, p: int = 0, s: int = 1, dilation: int = 1) 
     pixels. When ``S`` does not divide ``W - F + 2P`` the last, incomplete window is
     dropped (rounded down), as in PyTorch.
     """
-    check_positive_int("input size W", w)
-    check_positive_int("kernel size F", f)
-    check_int("padding P", p, minimum=0)
-    check_positive_int("stride S", s)
-    check_positive_int("dilation", dilation)
     span = dilation * (f - 1) + 1  # pixels one window covers
-    if w + 2 * p < span:
-        raise InvalidParameterError(
-            f"A kernel covering {span} pixels does not fit in an input of {w} pixels with padding {p} "
-            f"on each side ({w + 2 * p} in all). Use a smaller kernel, more padding, or a larger input."
-        )
+    assert w + 2 * p >= span, "the kernel must fit in the padded input"
     return (w - span + 2 * p) // s + 1
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def _check_4d(name: str, x: Tensor) -> None:
-    if x.dim() != 4:
-        raise InvalidParameterError(
-            f"{name} must be a batch of shape (B, C, H, W), got shape {tuple(x.shape)}. "
-            "Add the batch dimension with x.unsqueeze(0) for one image."
-        )
 
 
 def conv2d_naive(
@@ -76,13 +57,6 @@ def conv2d_naive(
     x_padded[b, c, i S + u, j S + v] · weight[o, c, u, v]``. Returns
     ``(B, C_out, H', W')`` with ``H'``, ``W'`` from `conv_output_size`.
     """
-    _check_4d("x", x)
-    if weight.dim() != 4 or weight.shape[1] != x.shape[1]:
-        raise InvalidParameterError(
-            f"weight must have shape (C_out, C_in={x.shape[1]}, F_h, F_w) for this input, got {tuple(weight.shape)}."
-        )
-    if bias is not None and tuple(bias.shape) != (weight.shape[0],):
-        raise InvalidParameterError(f"bias must have shape ({weight.shape[0]},), got {tuple(bias.shape)}.")
     (s_h, s_w), (p_h, p_w) = _pair(stride), _pair(padding)
     c_out, _, f_h, f_w = weight.shape
     h_out = conv_output_size(x.shape[2], f_h, p_h, s_h)
@@ -111,8 +85,7 @@ def pool2d_naive(
     `x` is ``(B, C, H, W)``; the stride defaults to the kernel size (windows that do
     not overlap), as in ``nn.MaxPool2d``. No padding. Returns ``(B, C, H', W')``.
     """
-    _check_4d("x", x)
-    check_choice("pooling", kind, POOLS)
+    assert kind in POOLS, kind
     (k_h, k_w) = _pair(kernel_size)
     (s_h, s_w) = _pair(kernel_size if stride is None else stride)
     h_out = conv_output_size(x.shape[2], k_h, 0, s_h)
@@ -131,10 +104,6 @@ def _leaves(model: nn.Module) -> list[tuple[str, nn.Module]]:
 
 def _trace(model: nn.Module, input_shape: tuple[int, ...]) -> list[tuple[str, nn.Module, tuple, tuple]]:
     """Run one zero batch through `model`; (name, module, input shape, output shape) per leaf call."""
-    if len(input_shape) < 2 or not all(isinstance(n, int) and n >= 1 for n in input_shape):
-        raise InvalidParameterError(
-            f"input_shape must be a batch shape such as (1, 1, 28, 28) of whole numbers >= 1, got {input_shape!r}."
-        )
     calls: list[tuple[str, nn.Module, tuple, tuple]] = []
 
     def hook(name: str):

@@ -7,7 +7,7 @@ For each model, on one device, in one process:
     default), every batch copied to the device, ``.item()`` on every step;
 (b) `mnist_lab.train.fit` with the same model, batch size, optimiser, learning
     rate and seed, plus the speed switches that pay on this device
-    (`mnist_lab.fast.speed_settings`).
+    (`mnist_lab.speed.Speed.auto`).
 
 Both train from the same initial weights for ``max(1 + repeats, accuracy_epochs)``
 epochs. Epoch 1 is the warm-up and is not timed; the next `repeats` epochs are
@@ -16,68 +16,42 @@ timed and their MEDIAN is reported; test accuracy is read after epoch
 
 The steps between (a) and (b), one change at a time, are `LADDER`; notebook 08 times
 each of them with `make_trainer` and `time_epochs`, the same code this module runs.
-``--fast`` runs the fast recipe (`mnist_lab.fast.train_fast`) over several seeds.
+``--fast`` runs the fast recipe (`mnist_lab.speed.fast_recipe.train_fast`) over several seeds.
 """
 
 from __future__ import annotations
 
-import argparse
 import datetime as dt
 import math
 import os
 import platform
 import resource
-import shlex
 import statistics
 import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader
 
-from .config import TrainConfig
-from .data import DeviceLoader, load_mnist, mnist_dataset, normalize, tutorial_transform
-from .errors import InvalidParameterError
-from .fast import (
-    FAST_RECIPE,
-    GRAPH_OPTIMIZER_NAMES,
-    FastRun,
-    is_convolutional,
-    speed_settings,
-    summarize_fast,
-    train_fast,
-)
-from .graphs import GraphedEpochs
-from .io import atomic_write, check_writable, write_json
-from .models import build_model, model_class
-from .notebook import device_description
-from .train import (
-    DEVICES,
-    OPTIMIZER_CLASSES,
-    _compile_mode,
-    _compiled,
-    _optimizer_settings,
-    _train_epoch,
-    evaluate,
-    fit,
-    get_device,
-    loss_function,
-    mnist_loaders,
-    set_seed,
-)
-from .validate import check_bool, check_choice, check_int, check_optional_limit, check_positive_int
+from ..config import TrainConfig
+from ..data import mnist_loader, tensor_loader, tutorial_loader
+from ..devices import bf16_supported, describe, get_device, set_seed, synchronize
+from ..errors import InvalidParameterError, check_choice, check_int, check_optional_limit, check_positive_int
+from ..files import atomic_write, write_json
+from ..models import FastCNN, build_model, model_class
+from ..train import EpochRunner, evaluate, fit, loss_function, make_optimizer
+from . import GRAPH_OPTIMIZERS, Speed, is_convolutional
+from .fast_recipe import FastRun, summarize_fast, train_fast
 
 DEFAULT_MODELS = ("deep_mlp", "mlp", "bp_network", "convnet", "keras_cnn")
 GPU_MODELS = ("alexnet",)  # added to the default list on a GPU: too slow for a CPU
 TUTORIAL_BATCH = 64  # the tutorials' DataLoader batch size
 FLATTENED_BY_TRANSFORM = {"deep_mlp"}  # T0 flattens in its transform; the others in the model
-QUICK = {"models": ("mlp", "convnet"), "limit": 1024, "test_limit": 500, "repeats": 1, "accuracy_epochs": 2}
-QUICK_FAST = {"seeds": 1, "epochs": 1, "limit": 4096, "test_limit": 1000}
 REPORT_NAME = "bench"  # bench.json and bench.md (fast.json and fast.md with --fast)
 
 
@@ -105,6 +79,11 @@ class Step:
     amp: bool = False
     compile: bool | str = False
     cuda_graph: bool = False
+
+    @property
+    def speed(self) -> Speed:
+        """This rung's speed switches, as `fit` takes them."""
+        return Speed(amp=self.amp, channels_last=self.channels_last, compile=self.compile, cuda_graph=self.cuda_graph)
 
 
 # (name, title, change): each rung is the one before it plus one change.
@@ -138,20 +117,7 @@ def _cumulative(changes: Iterable[tuple[str, str, dict[str, Any]]]) -> tuple[Ste
 
 
 LADDER: tuple[Step, ...] = _cumulative(CHANGES)
-STEP_NAMES = tuple(step.name for step in LADDER) + ("tuned",)
-
-
-def bf16_supported(device: torch.device | str) -> bool:
-    """Whether `device` computes in bfloat16 natively (elsewhere autocast emulates it, slowly)."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    if device.type == "cpu":
-        try:  # AVX-512 BF16 or AMX, as oneDNN sees it
-            return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-        except (AttributeError, RuntimeError):
-            return False
-    return False
+LADDER_NAMES = tuple(step.name for step in LADDER) + ("tuned",)
 
 
 def ladder_for(model: nn.Module, device: torch.device | str) -> tuple[tuple[Step, ...], dict[str, str]]:
@@ -159,7 +125,7 @@ def ladder_for(model: nn.Module, device: torch.device | str) -> tuple[tuple[Step
 
     Channels-last needs feature maps (a CNN); bfloat16 needs hardware that computes
     in it; compilation is tried on CPUs and CUDA GPUs (on CUDA in the mode
-    `speed_settings` picks). Each rung is the previous applicable one plus its change.
+    `Speed.auto` picks). Each rung is the previous applicable one plus its change.
     """
     device = torch.device(device)
     reasons = {}
@@ -171,7 +137,7 @@ def ladder_for(model: nn.Module, device: torch.device | str) -> tuple[tuple[Step
         reasons["compile"] = f"torch.compile is not tried on {device.type} here"
     if device.type != "cuda":
         reasons["cuda_graph"] = "CUDA graphs need a CUDA GPU"
-    elif getattr(model, "RECIPE", TrainConfig()).optimizer not in GRAPH_OPTIMIZER_NAMES:
+    elif getattr(model, "RECIPE", TrainConfig()).optimizer not in GRAPH_OPTIMIZERS:
         reasons["cuda_graph"] = "this recipe's optimiser has no fused kernel to record"
     mode = "reduce-overhead" if device.type == "cuda" else True  # CUDA: compile records CUDA graphs too
     changes = [
@@ -183,45 +149,15 @@ def ladder_for(model: nn.Module, device: torch.device | str) -> tuple[tuple[Step
 
 
 def tuned_step(model: nn.Module, device: torch.device | str) -> Step:
-    """The step `fit` takes when given `speed_settings`: only the switches that pay on `device`."""
-    settings = speed_settings(model, device)
+    """The step `fit` takes when given `Speed.auto`: only the switches that pay on `device`."""
+    speed = Speed.auto(model, device)
     return Step(
         "tuned",
-        "only what pays here: " + (", ".join(k for k, v in settings.items() if v) or "nothing extra"),
+        "only what pays here: " + speed.describe(),
         loader="device",
         fused=torch.device(device).type == "cuda",  # what make_optimizer does by itself on CUDA
-        **settings,
+        **asdict(speed),
     )
-
-
-def tutorial_loader(
-    config: TrainConfig,
-    split: str = "train",
-    data_dir: str | os.PathLike[str] | None = None,
-    flatten: bool = False,
-    limit: int | None = None,
-) -> DataLoader:
-    """The tutorials' loader: torchvision MNIST, ToTensor + Normalize per sample, batches of ``config.batch_size``."""
-    dataset = mnist_dataset(split, transform=tutorial_transform(config.normalize, flatten), data_dir=data_dir)
-    if limit is not None:
-        dataset = Subset(dataset, range(min(limit, len(dataset))))
-    shuffle = config.shuffle and split == "train"
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
-
-
-def tensor_loader(
-    config: TrainConfig, data_dir: str | os.PathLike[str] | None = None, limit: int | None = None
-) -> DataLoader:
-    """The first fix: normalise the whole training set once, then a DataLoader over the tensors.
-
-    No PIL and no per-sample transform; the DataLoader still indexes samples one by
-    one and stacks them into a batch on the CPU.
-    """
-    images, labels = load_mnist("train", data_dir)
-    if limit is not None:
-        images, labels = images[:limit], labels[:limit]
-    dataset = TensorDataset(normalize(images, config.normalize), labels)  # (N, 1, 28, 28) float32, (N,)
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=config.shuffle)
 
 
 def tutorial_epoch(
@@ -256,22 +192,19 @@ class Trainer:
 
     step: Step
     model: nn.Module
-    runner: nn.Module
     optimizer: torch.optim.Optimizer
     loader: Any
     loss_fn: Callable[..., Tensor]
     device: torch.device
     samples: int
-    graphed: GraphedEpochs | None = None  # the recorded step of the ``cuda_graph`` rung
+    run_epoch: EpochRunner | None = None  # mnist_lab's epoch (rungs without a sync per step)
 
     def epoch(self) -> tuple[float, float, bool]:
         """Train one epoch; returns mean loss, accuracy, diverged (the device has finished)."""
-        if self.graphed is not None:
-            result = self.graphed.epoch()
-        elif self.step.sync_every_step:
-            result = tutorial_epoch(self.runner, self.loader, self.optimizer, self.loss_fn, self.device, self.step.amp)
+        if self.run_epoch is None:
+            result = tutorial_epoch(self.model, self.loader, self.optimizer, self.loss_fn, self.device, self.step.amp)
         else:
-            result = _train_epoch(self.runner, self.loader, self.optimizer, self.loss_fn, self.device, self.step.amp)
+            result = self.run_epoch(lambda batches: batches)
         synchronize(self.device)
         return result
 
@@ -283,29 +216,20 @@ class Trainer:
         return time.perf_counter() - start
 
 
-def synchronize(device: torch.device) -> None:
-    """Wait until `device` has finished all queued work (a no-op on the CPU)."""
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    elif device.type == "mps":
-        torch.mps.synchronize()
-
-
 def make_step_optimizer(model: nn.Module, config: TrainConfig, fused: bool) -> torch.optim.Optimizer:
     """The recipe's optimiser, either as PyTorch builds it by default or with its fused kernels.
 
     PyTorch's default is a loop over the parameter tensors on a CPU and the
     ``foreach`` kernels on a GPU. ``fused`` asks for one kernel over all of them
-    (SGD and Adam on CPU and CUDA); where there is none, ``foreach`` is the next best.
+    (SGD and Adam on CPU and CUDA); where there is none (MPS), ``foreach`` is the next best.
     """
-    settings = _optimizer_settings(config)
-    if fused:
-        device = next(model.parameters()).device
-        if config.optimizer in ("sgd", "adam") and device.type in ("cpu", "cuda"):
-            settings["fused"] = True
-        else:
-            settings["foreach"] = True
-    return OPTIMIZER_CLASSES[config.optimizer](model.parameters(), **settings)
+    device = next(model.parameters()).device
+    if not fused or (config.optimizer in GRAPH_OPTIMIZERS and device.type in ("cpu", "cuda")):
+        return make_optimizer(model, config, fused=fused)
+    optimizer = make_optimizer(model, config, fused=False)
+    for group in optimizer.param_groups:
+        group["foreach"] = True
+    return optimizer
 
 
 def make_trainer(
@@ -325,8 +249,7 @@ def make_trainer(
     `limit` override the recipe's.
     """
     device = get_device(device)
-    cls = model_class(model_name)
-    config = config or cls.RECIPE
+    config = config or model_class(model_name).RECIPE
     if batch_size is not None:
         config = config.replace(batch_size=batch_size)
     if limit is not None:
@@ -334,25 +257,20 @@ def make_trainer(
     set_seed(config.seed)
     model = build_model(model_name, seed=config.seed).to(device)
     if isinstance(step, str):
-        check_choice("step", step, STEP_NAMES)
+        check_choice("step", step, LADDER_NAMES)
         step = tuned_step(model, device) if step == "tuned" else next(s for s in LADDER if s.name == step)
-    if step.channels_last:
-        model.to(memory_format=torch.channels_last)
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-    optimizer = make_step_optimizer(model, config, fused=step.fused)
     if step.loader == "tutorial":
         loader = tutorial_loader(config, "train", data_dir, flatten=model_name in FLATTENED_BY_TRANSFORM, limit=limit)
     elif step.loader == "tensors":
         loader = tensor_loader(config, data_dir, limit)
     else:
-        loader, _ = mnist_loaders(config, device, data_dir)
-    mode = _compile_mode(step.compile)
-    runner = _compiled(model, mode) if mode else model
+        loader = mnist_loader("train", config, device, data_dir)
     samples = len(loader.dataset) if isinstance(loader, DataLoader) else loader.num_samples
     loss_fn = loss_function(model)
-    graphed = GraphedEpochs(model, loader, optimizer, loss_fn, step.amp) if step.cuda_graph else None
-    return Trainer(step, model, runner, optimizer, loader, loss_fn, device, samples, graphed)
+    optimizer = make_step_optimizer(model, config, fused=step.fused)
+    # The rungs that sync every step run the tutorials' epoch; the speed switches come after them.
+    run_epoch = None if step.sync_every_step else step.speed.prepare(model, optimizer, loss_fn, loader)
+    return Trainer(step, model, optimizer, loader, loss_fn, device, samples, run_epoch)
 
 
 @dataclass
@@ -537,7 +455,7 @@ def _mnist_lab_side(name: str, config: TrainConfig, settings: BenchSettings, dev
         data_dir=settings.data_dir,
         progress=False,
         log=None,
-        **speed,
+        speed=speed,
     )
     memory, kind = peak_memory(device)
     seconds = history.seconds[1 : 1 + settings.repeats]
@@ -553,32 +471,19 @@ def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] |
     config = cls.RECIPE.replace(
         epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed, limit=settings.limit
     )
-    test = DeviceLoader.from_mnist(
-        "test",
-        settings.data_dir,
-        batch_size=min(1000, settings.test_limit or 10_000),
-        shuffle=False,
-        normalize=config.normalize,
-        device=device,
-        limit=settings.test_limit,
-    )
-    speed = speed_settings(cls(), device)
+    test = mnist_loader("test", config.replace(test_limit=settings.test_limit), device, settings.data_dir)
+    speed = Speed.auto(cls(), device)
     if log:
         log(f"{name}: tutorials' loop, {settings.epochs} epochs ...")
     tutorial = _tutorial_side(name, config, settings, device, test)
     if log:
-        log(f"{name}: mnist_lab fit ({_describe(speed)}), {settings.epochs} epochs ...")
+        log(f"{name}: mnist_lab fit ({speed.describe()}), {settings.epochs} epochs ...")
     lab = _mnist_lab_side(name, config, settings, device, test, speed)
     samples = min(settings.limit or 60_000, 60_000)
-    result = ModelResult(name, config.to_dict(), speed, tutorial, lab, samples)
+    result = ModelResult(name, config.to_dict(), asdict(speed), tutorial, lab, samples)
     if log:
         log(_result_line(result))
     return result
-
-
-def _describe(speed: dict[str, Any]) -> str:
-    on = [f"compile={v}" if k == "compile" and isinstance(v, str) else k for k, v in speed.items() if v]
-    return ", ".join(on) or "no extra switches"
 
 
 def _result_line(r: ModelResult) -> str:
@@ -591,7 +496,7 @@ def _result_line(r: ModelResult) -> str:
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a benchmark ran: device name, torch version, threads, CPU, load."""
     return {
-        "device": device_description(device),
+        "device": describe(device),
         "device_type": device.type,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
@@ -657,7 +562,7 @@ def bench_markdown(report: dict[str, Any]) -> str:
         a, b = r["tutorial"], r["mnist_lab"]
         lines.append(
             f"| `{r['model']}` | {a['median_seconds']:.2f} | {b['median_seconds']:.2f} | **{r['ratio']:.1f}×** | "
-            f"{_describe(r['speed_settings'])} | {a['test_acc']:.2%} | {b['test_acc']:.2%} | "
+            f"{Speed(**r['speed_settings']).describe()} | {a['test_acc']:.2%} | {b['test_acc']:.2%} | "
             f"{a['peak_memory_mb']:.0f} / {b['peak_memory_mb']:.0f} |"
         )
     if report["results"]:
@@ -673,18 +578,18 @@ def run_fast(
     device: str | torch.device = "auto",
     config: TrainConfig | None = None,
     data_dir: str | os.PathLike[str] | None = None,
-    compile: bool | str | None = None,
+    speed: Speed | None = None,
     log: Callable[[str], None] | None = print,
 ) -> dict[str, Any]:
-    """Train the fast recipe once per seed; returns per-seed runs and their summary (plain data)."""
+    """Train the fast recipe once per seed (`speed`: default `Speed.auto`); returns the runs and their summary."""
     device = get_device(device)
-    config = config or FAST_RECIPE
+    config = config or FastCNN.RECIPE
     env = environment(device)
     if log:
         log(f"torch {env['torch']} on {env['device']}; fast recipe: {_recipe_line(config)}")
     runs: list[FastRun] = []
     for seed in seeds:
-        run = train_fast(seed, device=device, config=config, data_dir=data_dir, compile=compile)
+        run = train_fast(seed, device=device, config=config, data_dir=data_dir, speed=speed)
         runs.append(run)
         if log:
             log(
@@ -701,7 +606,7 @@ def run_fast(
         "kind": "fast",
         **env,
         "recipe": config.to_dict(),
-        "timer": runs[0].timer if runs else None,
+        "timer": "time.perf_counter after the epoch's read of its loss (fit's history.seconds)",
         "settings": runs[0].settings if runs else {},
         "runs": [r.to_dict() for r in runs],
         "summary": summary,
@@ -723,7 +628,7 @@ def fast_markdown(report: dict[str, Any]) -> str:
     lines = [
         f"Command: `{report.get('command', 'mnist-lab bench --fast')}`  ",
         f"Device: {report['device']}; torch {report['torch']}; {report['date']}; timer: {report['timer']}; "
-        f"switches: {_describe(report['settings'])}.  ",
+        f"switches: {Speed(**report['settings']).describe()}.  ",
         f"Recipe: {_recipe_line(recipe)}.",
         "",
         "| seed | test accuracy | training s | evaluation s | steps |",
@@ -756,112 +661,14 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike[str]) -> tup
     return json_path, md_path
 
 
-def _model_list(values: list[str] | None) -> tuple[str, ...] | None:
+def model_list(values: list[str] | None) -> tuple[str, ...] | None:
+    """Model names from ``--models`` (space- or comma-separated), in order, without repeats."""
     if not values:
         return None
     names = [name.strip() for value in values for name in value.split(",") if name.strip()]
-    return tuple(dict.fromkeys(names))  # keep the order, drop repeats
+    return tuple(dict.fromkeys(names))
 
 
 def default_models(device: torch.device) -> tuple[str, ...]:
     """The models benchmarked when none are named: the five tutorial rows, plus AlexNet on a GPU."""
     return DEFAULT_MODELS + (GPU_MODELS if device.type == "cuda" else ())
-
-
-def add_bench_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``mnist-lab bench`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "bench",
-        help="time the tutorials' training loop against mnist_lab's (or run the fast recipe)",
-        description="Time an epoch of the tutorials' training loop and of mnist_lab's fit for each model, "
-        "on one device, in one run (warm-up epoch, then the median of --repeats epochs), and compare "
-        "their test accuracies after --accuracy-epochs. With --fast, train the fast recipe over --seeds "
-        "seeds instead. Writes JSON and Markdown into --out.",
-    )
-    p.add_argument("--models", nargs="+", metavar="NAME", help=f"models (default: {', '.join(DEFAULT_MODELS)}; "
-                   f"plus {', '.join(GPU_MODELS)} on a GPU)")  # fmt: skip
-    p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (or cuda:N)")
-    p.add_argument("--repeats", type=int, help="timed epochs per side after the warm-up epoch (default 3)")
-    p.add_argument("--batch-size", type=int, help=f"training batch size of both loops (default {TUTORIAL_BATCH})")
-    p.add_argument("--limit", type=int, help="train on the first N training images only")
-    p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
-    p.add_argument("--accuracy-epochs", type=int, help="report test accuracy after this many epochs (default 4)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the weights and the shuffling (default 0)")
-    p.add_argument("--fast", action="store_true", help="run the fast recipe over --seeds seeds instead")
-    p.add_argument("--seeds", type=int, help="with --fast: how many seeds, 0..N-1 (default 10)")
-    p.add_argument(
-        "--compile",
-        help="with --fast: torch.compile mode, or 'off' (default: what pays on the device, see mnist_lab.fast)",
-    )
-    p.add_argument("--quick", action="store_true", help="a tiny run for CI: 2 models, 1,024 images, 1 repeat")
-    p.add_argument("--data-dir", help="folder holding the MNIST files (default: $MNIST_LAB_DATA, then data/)")
-    p.add_argument("--out", default="results/bench", metavar="DIR", help="where to write the report")
-    p.set_defaults(func=_bench)
-
-
-def _bench(args: argparse.Namespace) -> int:
-    check_bool("quick", args.quick)
-    command = _command_line(args)
-    check_writable(Path(args.out) / "bench.json")
-    if args.fast:
-        report = _fast_from_args(args)
-    else:
-        if args.seeds is not None or args.compile is not None:
-            raise InvalidParameterError("--seeds and --compile belong to --fast; add --fast or leave them out.")
-        device = get_device(args.device)
-        quick = QUICK if args.quick else {}
-        settings = BenchSettings(
-            models=_model_list(args.models) or quick.get("models") or default_models(device),
-            device=args.device,
-            repeats=_pick(args.repeats, quick.get("repeats"), 3),
-            batch_size=_pick(args.batch_size, None, TUTORIAL_BATCH),
-            limit=_pick(args.limit, quick.get("limit"), None),
-            test_limit=_pick(args.test_limit, quick.get("test_limit"), None),
-            accuracy_epochs=_pick(args.accuracy_epochs, quick.get("accuracy_epochs"), 4),
-            seed=args.seed,
-            data_dir=args.data_dir,
-        )
-        report = run_bench(settings)
-    report["command"] = command
-    json_path, md_path = write_report(report, args.out)
-    print(f"Report written to {json_path} and {md_path}")
-    return 0
-
-
-def _command_line(args: argparse.Namespace) -> str:
-    words = ["mnist-lab", "bench"]
-    for key, value in sorted(vars(args).items()):
-        flag = "--" + key.replace("_", "-")
-        if key in ("command", "func") or value in (None, False) or (key, value) in (("device", "auto"), ("seed", 0)):
-            continue
-        if key == "out" and value == "results/bench":
-            continue
-        words += [flag] if value is True else [flag, *(value if isinstance(value, list) else [str(value)])]
-    return shlex.join(words)
-
-
-def _pick(given, quick, default):
-    return given if given is not None else (quick if quick is not None else default)
-
-
-def _fast_from_args(args: argparse.Namespace) -> dict[str, Any]:
-    ignored = [flag for flag, v in (("--models", args.models), ("--repeats", args.repeats)) if v]
-    ignored += [flag for flag, v in (("--accuracy-epochs", args.accuracy_epochs),) if v is not None]
-    if ignored:
-        raise InvalidParameterError(f"{', '.join(ignored)} do not apply to --fast (it trains FastCNN over --seeds).")
-    quick = QUICK_FAST if args.quick else {}
-    seeds = check_positive_int("seeds", _pick(args.seeds, quick.get("seeds"), 10))
-    changes = {"seed": args.seed}
-    for key, value in (
-        ("batch_size", args.batch_size),
-        ("limit", _pick(args.limit, quick.get("limit"), None)),
-        ("test_limit", _pick(args.test_limit, quick.get("test_limit"), None)),
-        ("epochs", quick.get("epochs")),
-    ):
-        if value is not None:
-            changes[key] = value
-    config = FAST_RECIPE.replace(**changes)
-    compile_mode: bool | str | None = None
-    if args.compile is not None:
-        compile_mode = False if args.compile == "off" else _compile_mode(args.compile)
-    return run_fast(range(args.seed, args.seed + seeds), args.device, config, args.data_dir, compile_mode)

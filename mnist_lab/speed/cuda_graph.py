@@ -29,17 +29,17 @@ from __future__ import annotations
 
 import itertools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 
 import torch
 from torch import Tensor, nn
 
-from .data import DeviceLoader
-from .errors import InvalidParameterError
+from ..data import DeviceLoader
+from ..errors import InvalidParameterError
+from ..train import CHECK_EVERY, EpochResult
 
 GRAPH_OPTIMIZERS = (torch.optim.SGD, torch.optim.Adam)
-WARMUP_STEPS = 3  # eager steps before recording (the PyTorch docs' recipe uses a few)
-CHECK_EVERY = 100  # replays between divergence checks (each waits for the GPU)
+RECORD_WARMUP_STEPS = 3  # eager steps before recording (the PyTorch docs' recipe uses a few)
 
 
 def graph_problem(loader: object, optimizer: torch.optim.Optimizer, device: torch.device) -> str | None:
@@ -58,9 +58,11 @@ def graph_problem(loader: object, optimizer: torch.optim.Optimizer, device: torc
 class GraphedEpochs:
     """Train `model` one epoch at a time by replaying one recorded CUDA graph per step.
 
-    `lr_values` is the learning rate of every step of the run, counted from the
-    run's first step (None: the optimiser's constant learning rate); `start_step`
-    is the step this object starts at (non-zero when a run is resumed).
+    `lr(step)` is the learning rate of each step of the run (None: the optimiser's
+    constant learning rate), the same function `mnist_lab.train.train_epoch` uses;
+    `start_step` is the step this object starts at (non-zero when a run is resumed).
+    Each epoch copies that epoch's learning rates to the GPU once; the graph reads
+    its step's rate from there.
     """
 
     def __init__(
@@ -70,7 +72,7 @@ class GraphedEpochs:
         optimizer: torch.optim.Optimizer,
         loss_fn: Callable[..., Tensor],
         amp: bool = False,
-        lr_values: Sequence[float] | None = None,
+        lr: Callable[[int], float] | None = None,
         start_step: int = 0,
     ) -> None:
         device = loader.device
@@ -87,23 +89,24 @@ class GraphedEpochs:
         self.loss_sum = torch.zeros((), device=device)
         self.correct = torch.zeros((), dtype=torch.long, device=device)
         self.step = start_step  # the run's step counter, on the host
-        self.lr_values = list(lr_values) if lr_values is not None else None
-        self.lr = self.lr_table = self.global_step = None
-        if self.lr_values is not None:
-            self.lr = torch.tensor(self.lr_values[start_step], dtype=torch.float32, device=device)
-            self.lr_table = torch.tensor(self.lr_values, dtype=torch.float32, device=device)  # (total steps,)
-            self.global_step = torch.tensor([start_step], dtype=torch.long, device=device)
+        self.lr_fn = lr
+        self.lr = self.lr_table = None
+        if lr is not None:
+            self.lr = torch.tensor(lr(start_step), dtype=torch.float32, device=device)
+            self.lr_table = torch.zeros(max(1, self.full_steps), dtype=torch.float32, device=device)  # (steps,)
         self.graph = self._record()
 
     # --- one step, recorded or eager -------------------------------------------------
 
-    def _train_step(self, idx: Tensor) -> None:
-        """One optimiser step on the samples `idx` (B,), all on the device, no host sync."""
-        if self.lr_table is not None:
-            self.lr.copy_(self.lr_table.index_select(0, self.global_step).view(()))
-            self.global_step += 1
-        x = self.loader.images.index_select(0, idx).float().mul_(self.loader._mul).sub_(self.loader._sub)
-        y = self.loader.labels.index_select(0, idx)  # x (B, 1, 28, 28), y (B,)
+    def _train_step(self, idx: Tensor, eager: bool = False) -> None:
+        """One optimiser step on the samples `idx` (B,), all on the device, no host sync.
+
+        Recorded (and its warm-up), the optimiser reads its learning rate from `self.lr`,
+        set here from this epoch's table; `eager` steps use the float in the param group.
+        """
+        if self.lr_table is not None and not eager:
+            self.lr.copy_(self.lr_table.index_select(0, self.step_in_epoch).view(()))
+        x, y = self.loader.batch(idx)  # x (B, 1, 28, 28), y (B,)
         # Autocast's weight cache must be off inside a CUDA graph (PyTorch's CUDA graphs notes).
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=self.amp, cache_enabled=False):
             out = self.model(x)  # (B, 10)
@@ -121,7 +124,7 @@ class GraphedEpochs:
         side.wait_stream(torch.cuda.current_stream())
         self.model.train()
         with torch.cuda.stream(side):  # warm-up on a side stream, as PyTorch's docs recipe does
-            for _ in range(WARMUP_STEPS):
+            for _ in range(RECORD_WARMUP_STEPS):
                 self.optimizer.zero_grad(set_to_none=True)
                 self._train_step(first)
         torch.cuda.current_stream().wait_stream(side)
@@ -133,8 +136,6 @@ class GraphedEpochs:
             self._train_step(rows)
             self.step_in_epoch += 1
         self._use_lr_tensor(False)
-        if self.global_step is not None:
-            self.global_step.fill_(self.step)  # the warm-up advanced it; recording ran nothing
         torch.cuda.synchronize()
         return graph
 
@@ -146,15 +147,18 @@ class GraphedEpochs:
         """
         for group in self.optimizer.param_groups:
             if self.lr is not None:
-                group["lr"] = self.lr if on else self.lr_values[min(self.step, len(self.lr_values) - 1)]
+                group["lr"] = self.lr if on else self.lr_fn(self.step)
             if "capturable" in group:
                 group["capturable"] = on
 
     # --- epochs ------------------------------------------------------------------
 
-    def epoch(self, progress: Callable[[range], object] | None = None) -> tuple[float, float, bool]:
+    def epoch(self, progress: Callable[[range], object] | None = None) -> EpochResult:
         """Train one epoch. Returns mean loss, accuracy, and whether the loss diverged."""
         self.model.train()
+        if self.lr_table is not None:  # this epoch's learning rates, one copy to the GPU
+            rates = [self.lr_fn(self.step + i) for i in range(self.full_steps)]
+            self.lr_table.copy_(torch.tensor(rates, dtype=torch.float32))
         if self.loader.shuffle:  # the same draw as iterating the DeviceLoader
             gen = self.loader.generator
             self.order.copy_(torch.randperm(len(self.order), generator=gen, device=gen.device))
@@ -176,14 +180,11 @@ class GraphedEpochs:
     def _eager_tail(self) -> None:
         """The last, smaller batch: one ordinary step on the same parameters and gradients."""
         self.optimizer.zero_grad(set_to_none=False)  # in place: the gradients live in the graph's memory
-        if self.lr_values is not None:
+        if self.lr_fn is not None:
             for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_values[self.step]
-        self._train_step(self.order[self.full_steps * self.loader.batch_size :])
+                group["lr"] = self.lr_fn(self.step)
+        self._train_step(self.order[self.full_steps * self.loader.batch_size :], eager=True)
         self.step += 1
-        if self.lr_values is not None:
-            for group in self.optimizer.param_groups:
-                group["lr"] = self.lr_values[min(self.step, len(self.lr_values) - 1)]
 
 
 def _snapshot(model: nn.Module, optimizer: torch.optim.Optimizer) -> tuple:

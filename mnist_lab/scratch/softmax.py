@@ -3,8 +3,9 @@
 Everything here uses plain tensor operations (no autograd, no ``nn.Module``) so a
 learner can read each formula next to its code. ``tests/test_scratch.py`` checks every
 function against PyTorch's own (``torch.softmax``, ``F.cross_entropy``, autograd): the
-framework is the reference answer. Notebook 02 teaches from this module; the rest of
-the package uses PyTorch's versions.
+framework is the reference answer, so these functions hold only the maths (no input
+checks: give them the shapes their docstrings name). Notebook 02 teaches from this
+module; the rest of the package uses PyTorch's versions.
 
 Shapes: ``N`` samples, ``C`` classes (10 for MNIST), ``D`` input features (784).
 Softmax regression here uses ``X @ W + b`` with ``W`` of shape ``(D, C)``, so column
@@ -19,10 +20,8 @@ import warnings
 import torch
 from torch import Tensor
 
-from .data import NUM_CLASSES
-from .errors import InvalidParameterError
-from .train import DivergenceWarning
-from .validate import check_float, check_int, check_positive_int
+from ..data import NUM_CLASSES
+from ..errors import DivergenceWarning
 
 # --- activations ------------------------------------------------------------------
 
@@ -75,30 +74,8 @@ def log_softmax(z: Tensor, dim: int = -1) -> Tensor:
 # --- targets and losses -----------------------------------------------------------
 
 
-def _check_labels(y: Tensor, num_classes: int) -> None:
-    if y.is_floating_point() or y.is_complex() or y.dtype == torch.bool:
-        raise InvalidParameterError(
-            f"labels must be an integer tensor of class indices, got dtype {y.dtype}. Use y.long()."
-        )
-    if y.dim() != 1:
-        raise InvalidParameterError(f"labels must be 1-D (N,), got shape {tuple(y.shape)}.")
-    if len(y) and (int(y.min()) < 0 or int(y.max()) >= num_classes):
-        raise InvalidParameterError(
-            f"labels must lie in 0..{num_classes - 1}, got values from {int(y.min())} to {int(y.max())}."
-        )
-
-
-def _check_scores(name: str, scores: Tensor, y: Tensor) -> None:
-    if scores.dim() != 2 or scores.shape[0] != len(y):
-        raise InvalidParameterError(
-            f"{name} must have shape (N, C) with N = {len(y)} (one row per label), got {tuple(scores.shape)}."
-        )
-
-
 def one_hot(y: Tensor, num_classes: int = NUM_CLASSES, dtype: torch.dtype = torch.float32) -> Tensor:
     """Class indices ``(N,)`` -> one-hot rows ``(N, num_classes)``: 1 at the class, 0 elsewhere."""
-    check_positive_int("num_classes", num_classes)
-    _check_labels(y, num_classes)
     out = torch.zeros(len(y), num_classes, dtype=dtype, device=y.device)
     return out.scatter_(1, y.long().unsqueeze(1), 1.0)
 
@@ -109,8 +86,6 @@ def nll(log_probs: Tensor, y: Tensor) -> Tensor:
     `log_probs` ``(N, C)`` must already be log-probabilities (e.g. from `log_softmax`);
     this only picks the entry of the true class in each row.
     """
-    _check_labels(y, log_probs.shape[-1])
-    _check_scores("log_probs", log_probs, y)
     picked = log_probs.gather(1, y.long().unsqueeze(1)).squeeze(1)  # (N,) log p of the true class
     return -picked.mean()
 
@@ -121,7 +96,6 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
     `logits` ``(N, C)`` are raw scores (no softmax applied); `y` ``(N,)`` class indices.
     Equal to ``F.cross_entropy(logits, y)`` and to ``nll(log_softmax(logits), y)``.
     """
-    _check_scores("logits", logits, y)
     targets = one_hot(y, logits.shape[1], dtype=logits.dtype)  # (N, C)
     per_sample = -(targets * log_softmax(logits, dim=1)).sum(dim=1)  # (N,)
     return per_sample.mean()
@@ -129,21 +103,10 @@ def cross_entropy(logits: Tensor, y: Tensor) -> Tensor:
 
 def accuracy(scores: Tensor, y: Tensor) -> float:
     """Fraction of rows whose largest score is the true class (correct / total, in [0, 1])."""
-    _check_scores("scores", scores, y)
     return (scores.argmax(dim=1) == y).float().mean().item()
 
 
 # --- softmax regression -----------------------------------------------------------
-
-
-def _check_design(X: Tensor, y: Tensor) -> None:
-    if X.dim() != 2 or not X.is_floating_point():
-        raise InvalidParameterError(
-            f"X must be a float matrix (N, D), one flattened image per row, got dtype {X.dtype} and shape "
-            f"{tuple(X.shape)}. Flatten and scale images first, e.g. normalize(images, 'unit').reshape(-1, 784)."
-        )
-    if len(X) != len(y):
-        raise InvalidParameterError(f"X has {len(X)} rows but y has {len(y)} labels; they must match.")
 
 
 def softmax_regression_grad(X: Tensor, W: Tensor, b: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
@@ -154,11 +117,6 @@ def softmax_regression_grad(X: Tensor, W: Tensor, b: Tensor, y: Tensor) -> tuple
     ``dL/dW = X^T dL/dz`` and ``dL/db = sum_n dL/dz``.
     `X` ``(N, D)``, `W` ``(D, C)``, `b` ``(C,)``, `y` ``(N,)`` -> ``(dW (D, C), db (C,))``.
     """
-    _check_design(X, y)
-    if W.dim() != 2 or W.shape[0] != X.shape[1] or b.shape != (W.shape[1],):
-        raise InvalidParameterError(
-            f"W must be (D, C) = ({X.shape[1]}, C) and b (C,), got W {tuple(W.shape)} and b {tuple(b.shape)}."
-        )
     _, dW, db = _loss_and_grad(X, W, b, one_hot(y, W.shape[1], dtype=X.dtype))
     return dW, db
 
@@ -179,9 +137,6 @@ def init_softmax_regression(
     The loss of softmax regression is convex, so any small start works; small random
     weights make every class start near probability 1/C (loss near log C).
     """
-    check_positive_int("num_features", num_features)
-    check_positive_int("num_classes", num_classes)
-    check_int("seed", seed, minimum=0)
     generator = torch.Generator().manual_seed(seed)
     W = torch.randn(num_features, num_classes, generator=generator, dtype=dtype) * 0.01
     return W, torch.zeros(num_classes, dtype=dtype)
@@ -205,18 +160,10 @@ def train_softmax_regression(
     training loss over the batches of epoch ``e``, weighted by batch size. Training
     stops early with a `DivergenceWarning` if the loss becomes NaN or infinite.
     """
-    _check_design(X, y)
-    _check_labels(y, num_classes)
-    lr = check_float("lr", lr, positive=True)
-    check_positive_int("epochs", epochs)
-    check_positive_int("batch_size", batch_size)
-    check_int("seed", seed, minimum=0)
     n = len(y)
-    if batch_size > n:
-        raise InvalidParameterError(f"batch_size={batch_size} is larger than the {n} samples; choose a smaller one.")
     W, b = init_softmax_regression(X.shape[1], num_classes, seed, X.dtype)
     W, b = W.to(X.device), b.to(X.device)
-    Y = one_hot(y, num_classes, dtype=X.dtype)  # (N, C), built once: the loop below does no checks
+    Y = one_hot(y, num_classes, dtype=X.dtype)  # (N, C), built once
     order_generator = torch.Generator().manual_seed(seed + 1)  # not the init's stream
     losses: list[float] = []
     for epoch in range(1, epochs + 1):

@@ -1,0 +1,144 @@
+"""Speed: everything in mnist_lab whose only purpose is to train faster.
+
+The core (`mnist_lab.train`) never imports this package. `fit` takes a ``speed``
+object and asks its ``prepare`` for the function that runs one epoch; `Speed` is
+that object. Its switches:
+
+- ``channels_last``: store the model's 4-d weights, and so its feature maps, as
+  (N, H, W, C). CNNs only.
+- ``amp``: bfloat16 autocast. Pays where the hardware computes in bfloat16.
+- ``compile``: torch.compile (``True`` or a mode such as ``"reduce-overhead"``).
+- ``cuda_graph``: record the whole training step as one CUDA graph and replay it
+  (`mnist_lab.speed.cuda_graph`): CUDA, a `DeviceLoader`, SGD or Adam.
+
+`Speed.auto(model, device)` turns on what was measured to pay:
+
+- CPU (``mnist-lab bench`` on a 2-core AMD EPYC, torch 2.14): ``channels_last``
+  for CNNs (PyTorch's NCHW max-pool is several times slower than its channels-last
+  one). torch.compile, fused and foreach optimisers gave nothing there.
+- CUDA (``mnist-lab bench`` on one H100, torch 2.11): the whole step as one CUDA
+  graph for SGD and Adam recipes; bfloat16 autocast and ``channels_last`` for CNNs
+  (tensor cores want both). `make_optimizer` uses fused kernels on CUDA by itself.
+- Anything else (Apple MPS): nothing measured, so nothing on.
+
+Also here: `fast_recipe` (99 % in seconds) and `bench` (the tutorials' loop against
+ours, and notebook 08's ladder).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import Tensor, nn
+
+from ..errors import InvalidParameterError, check_bool, check_choice
+from ..train import EpochResult, EpochRunner, plain_epochs
+
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
+GRAPH_OPTIMIZERS = ("sgd", "adam")  # the optimisers with fused kernels a CUDA graph can record
+
+
+def is_convolutional(model: nn.Module) -> bool:
+    """Whether `model` has a 2-d convolution (the layers that channels-last and bf16 speed up)."""
+    return any(isinstance(m, nn.Conv2d) for m in model.modules())
+
+
+@dataclass(frozen=True)
+class Speed:
+    """Which speed switches `fit` uses; each is off by default (the plain loop)."""
+
+    amp: bool = False
+    channels_last: bool = False
+    compile: bool | str = False
+    cuda_graph: bool = False
+
+    def __post_init__(self) -> None:
+        check_bool("amp", self.amp)
+        check_bool("channels_last", self.channels_last)
+        check_bool("cuda_graph", self.cuda_graph)
+        if not isinstance(self.compile, bool):
+            check_choice("compile mode", self.compile, COMPILE_MODES)
+        if self.cuda_graph and self.compile:
+            raise InvalidParameterError(
+                "cuda_graph=True and compile both replace the training step: choose one "
+                "(compile=False, or cuda_graph=False)."
+            )
+
+    @classmethod
+    def auto(cls, model: nn.Module, device: torch.device | str) -> Speed:
+        """The switches that pay for `model` on `device` (see the module docstring for what was measured)."""
+        kind = torch.device(device).type
+        conv = is_convolutional(model)
+        if kind == "cpu":
+            return cls(channels_last=conv)
+        if kind == "cuda":
+            optimizer = getattr(getattr(model, "RECIPE", None), "optimizer", "sgd")
+            return cls(amp=conv, channels_last=conv, cuda_graph=optimizer in GRAPH_OPTIMIZERS)
+        return cls()
+
+    def describe(self) -> str:
+        """The switches that are on, e.g. ``"amp, channels_last"`` (or ``"no extra switches"``)."""
+        on = [f"compile={v}" if k == "compile" and isinstance(v, str) else k for k, v in asdict(self).items() if v]
+        return ", ".join(on) or "no extra switches"
+
+    def prepare(
+        self,
+        model: nn.Module,
+        optimizer: torch.optim.Optimizer,
+        loss_fn: Callable[..., Tensor],
+        loader: Iterable,
+        lr: Callable[[int], float] | None = None,
+        start_epoch: int = 0,
+    ) -> EpochRunner:
+        """Apply the switches to `model` and return the function that trains one epoch."""
+        device = next(model.parameters()).device
+        if self.channels_last:
+            model.to(memory_format=torch.channels_last)
+        if device.type == "cuda":
+            torch.backends.cudnn.benchmark = True  # time the algorithms once per shape, keep the fastest
+        if self.cuda_graph:
+            return _graphed_epochs(model, optimizer, loss_fn, loader, self.amp, lr, start_epoch)
+        runner = compiled(model, self.compile) if self.compile else model
+        return plain_epochs(runner, optimizer, loss_fn, loader, lr, start_epoch, amp=self.amp)
+
+
+def _graphed_epochs(model, optimizer, loss_fn, loader, amp, lr, start_epoch) -> EpochRunner:
+    """Record the CUDA graph at the first epoch (recording costs a few steps: only when there is work)."""
+    from .cuda_graph import GraphedEpochs
+
+    graphed = None
+
+    def run(wrap: Callable[[Iterable], Iterable]) -> EpochResult:
+        nonlocal graphed
+        if graphed is None:
+            graphed = GraphedEpochs(model, loader, optimizer, loss_fn, amp, lr, start_epoch * len(loader))
+        return graphed.epoch(wrap)
+
+    return run
+
+
+class MarkedStep(nn.Module):
+    """A compiled model that tells CUDA-graph replay where each step begins.
+
+    With ``mode="reduce-overhead"`` torch.compile records CUDA graphs and reuses their
+    output memory; marking every call as a new step keeps an output alive until the
+    loop is done with it.
+    """
+
+    def __init__(self, model: nn.Module, mode: str) -> None:
+        super().__init__()
+        self.compiled = torch.compile(model, mode=mode)
+
+    def forward(self, x: Tensor) -> Tensor:
+        torch.compiler.cudagraph_mark_step_begin()
+        return self.compiled(x)
+
+
+def compiled(model: nn.Module, mode: bool | str = True) -> nn.Module:
+    """`model` compiled with torch.compile (``True``: the default mode)."""
+    mode = "default" if mode is True else mode
+    if mode in ("reduce-overhead", "max-autotune"):
+        return MarkedStep(model, mode)
+    return torch.compile(model, mode=mode)
