@@ -37,6 +37,10 @@ myst_heading_anchors = 3
 
 package_api_package = "mnist_lab"
 autodoc_member_order = "bysource"
+autodoc_preserve_defaults = True  # `log=print`, not `log=<built-in function print>`
+autodoc_inherit_docstrings = False  # not torch's "Define the computation performed at every call" on every forward()
+toc_object_entries = False  # the API page's side bar lists its modules, not every function
+smartquotes = False  # keep "--out" and quotes in docstrings and READMEs as typed
 default_role = "py:obj"  # `name` in a docstring links when Sphinx knows it, else shows as code
 
 html_theme = "sphinx_book_theme"

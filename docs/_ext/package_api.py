@@ -16,6 +16,7 @@ import hashlib
 import importlib
 import inspect
 import pkgutil
+import re
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -89,6 +90,48 @@ def api_rst(package_name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
+def literal_indented_blocks(lines: list[str]) -> list[str]:
+    """The package's docstrings are plain text, not reStructuredText: a block indented under a
+    paragraph (a usage line, shapes, a formula) is meant as written, so make it a literal block
+    instead of letting reST reflow it into a quotation."""
+    result: list[str] = []
+    previous = ""  # the last non-blank line
+    for i, line in enumerate(lines):
+        indented = line[:1].isspace() and line.strip()
+        after_blank = i > 0 and not lines[i - 1].strip()
+        if indented and after_blank and previous and not previous[:1].isspace() and not previous.endswith("::"):
+            result += ["::", ""]
+        result.append(line)
+        if line.strip():
+            previous = line.rstrip()
+    return result
+
+
+def lone_enumerators_escaped(lines: list[str]) -> list[str]:
+    """A paragraph that starts with "(a) and (b) ..." refers to items; reST would read it as a list
+    numbered a. unless another line starts with the next enumerator "(b)"."""
+    starts = {match.group(1) for line in lines if (match := re.match(r"\s*\((\w+)\) ", line))}
+    result = []
+    for i, line in enumerate(lines):
+        match = re.match(r"\((\w)\) ", line)
+        if match and (i == 0 or not lines[i - 1].strip()) and chr(ord(match.group(1)) + 1) not in starts:
+            line = "\\" + line
+        result.append(line)
+    return result
+
+
+def _on_docstring(app, what, name, obj, options, lines: list[str]) -> None:
+    lines[:] = lone_enumerators_escaped(literal_indented_blocks(lines))
+
+
+def _on_signature(app, what, name, obj, options, signature, return_annotation):
+    # A dataclass field with a default_factory shows as "= <factory>", which is no Python
+    # expression: Sphinx then prints the whole signature raw ("~typing.Any"). Show "= ..." instead.
+    if signature and "<factory>" in signature:
+        return signature.replace("<factory>", "..."), return_annotation
+    return None
+
+
 def _on_source_read(app, docname: str, source: list[str]) -> None:
     if docname == app.config.package_api_page:
         source[0] += api_rst(app.config.package_api_package)
@@ -104,6 +147,8 @@ def setup(app) -> dict[str, Any]:
     app.add_config_value("package_api_page", "api", "env")
     app.connect("source-read", _on_source_read)
     app.connect("env-get-outdated", _always_reread)
+    app.connect("autodoc-process-docstring", _on_docstring)
+    app.connect("autodoc-process-signature", _on_signature)
     # A change to this file changes every page: make Sphinx read them all again.
     version = int(hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:8], 16)
     return {"env_version": version, "parallel_read_safe": True, "parallel_write_safe": True}
