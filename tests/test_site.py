@@ -87,10 +87,14 @@ def test_provenance_date_is_the_commit_that_last_changed_the_outputs(tmp_path):
     commit(run, "start()  # a comment", "2026-01-04")  # code edited, outputs not
     date, _short, uncommitted = notebook_pages.outputs_commit(tmp_path / "n.ipynb")
     assert (date, uncommitted) == ("2026-01-03", False)
+    shallow = tmp_path / "shallow"
+    subprocess.run(["git", "clone", "-q", "--depth", "1", f"file://{tmp_path}", str(shallow)], check=True)
+    assert notebook_pages.outputs_commit(shallow / "n.ipynb")[:2] == (None, None)  # 01-03 is not in it
     (tmp_path / "n.ipynb").write_text(json.dumps({"cells": [{"cell_type": "code", "source": "", "outputs": []}]}))
     assert notebook_pages.outputs_commit(tmp_path / "n.ipynb")[2] is True
 
 
+@pytest.mark.slow  # imports every module of the package (torch included)
 def test_api_page_documents_every_public_module_and_top_level_name():
     import mnist_lab
 

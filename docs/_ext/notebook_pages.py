@@ -129,6 +129,8 @@ def outputs_commit(path: Path) -> tuple[str | None, str | None, bool]:
     newest = 0
     while newest + 1 < len(versions) and versions[newest + 1] == versions[0]:
         newest += 1
+    if newest == len(versions) - 1 and _git(path, "rev-parse", "--is-shallow-repository") == "true\n":
+        return None, None, uncommitted  # a shallow clone: the change may lie in the missing history
     _full, short, date = commits[newest]
     return date, short, uncommitted
 
@@ -153,7 +155,7 @@ def provenance_markdown(name: str, origin: Provenance, widgets: int) -> str:
     elif origin.date:
         when = f"committed on **{origin.date}** (commit `{origin.commit}`)"
     else:
-        when = "of unknown date (this copy has no git history)"
+        when = "of unknown date (this copy's git history does not reach the commit that made them)"
     paragraphs = [
         f"This page shows the outputs saved in `notebooks/{name}`, not re-executed: {where}; outputs {when}.",
         f"{{download}}`Download the notebook <{name}>` to run it yourself (see *Two commands* on the "
