@@ -46,6 +46,7 @@ default_role = "py:obj"  # `name` in a docstring links when Sphinx knows it, els
 html_theme = "sphinx_book_theme"
 html_title = "mnist-lab"
 html_static_path = ["_static"]
+templates_path = ["_templates"]
 html_css_files = ["site.css"]
 html_show_sourcelink = False
 html_last_updated_fmt = None
