@@ -117,7 +117,7 @@ def outputs_commit(path: Path) -> tuple[str | None, str | None, bool]:
     path = path.resolve()
     log = _git(path, "log", "--format=%H %h %cs", "--", path.name)
     if not log:
-        return None, None, False
+        return None, None, log == ""  # "": a git checkout that never committed this notebook
     commits = [line.split() for line in log.splitlines()]
     versions = []
     for full, _short, _date in commits:
