@@ -80,10 +80,10 @@ def test_provenance_date_is_the_commit_that_last_changed_the_outputs(tmp_path):
             subprocess.run(["git", *args], cwd=tmp_path, check=True, env=env)
 
     subprocess.run(["git", "init", "-q"], cwd=tmp_path, check=True)
-    (tmp_path / "new.ipynb").write_text(json.dumps({"cells": []}))
-    assert notebook_pages.outputs_commit(tmp_path / "new.ipynb") == (None, None, True)  # never committed
     run = [{"output_type": "stream", "name": "stdout", "text": "torch 2.0 on cpu (x86_64, 2 threads); seed 0\n"}]
     commit(run, "start()", "2026-01-01")
+    (tmp_path / "new.ipynb").write_text(json.dumps({"cells": []}))
+    assert notebook_pages.outputs_commit(tmp_path / "new.ipynb") == (None, None, True)  # never committed
     commit(run[:0], "start()", "2026-01-02")  # outputs cleared
     commit(run, "start()", "2026-01-03")  # the run again
     commit(run, "start()  # a comment", "2026-01-04")  # code edited, outputs not
