@@ -48,6 +48,14 @@ notebooks: $(STAMP)
 	if [ $$status -eq 5 ] && [ -z "$(NOTEBOOKS)" ]; then status=0; fi; \
 	echo "nbval: checked $(words $(NOTEBOOKS)) notebook(s) in $(SMOKE_DIR)/"; exit $$status
 
+# The series as a website in build/site/ (read it with `python -m http.server -d build/site`):
+# Sphinx + myst-nb show the committed notebooks' outputs without running them (docs/conf.py).
+# -W: a warning (a broken link, a formula or page that cannot be read) fails the build.
+.PHONY: site
+site: $(STAMP)
+	$(BIN)/python -m sphinx -b html -W --keep-going -q -d build/site-doctrees docs build/site
+	@echo "site: build/site/index.html (python -m http.server -d build/site, then http://127.0.0.1:8000/)"
+
 lint: $(STAMP)
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
