@@ -208,15 +208,19 @@ def _bench_report(args: argparse.Namespace, bench) -> dict:
     settings = bench.BenchSettings(
         models=bench.model_list(args.models) or bench.default_models(get_device(args.device)),
         device=args.device,
-        repeats=args.repeats or 3,
-        batch_size=args.batch_size or bench.TUTORIAL_BATCH,
+        repeats=_given(args.repeats, 3),
+        batch_size=_given(args.batch_size, bench.TUTORIAL_BATCH),
         limit=args.limit,
         test_limit=args.test_limit,
-        accuracy_epochs=args.accuracy_epochs or 4,
+        accuracy_epochs=_given(args.accuracy_epochs, 4),
         seed=args.seed,
         data_dir=args.data_dir,
     )
     return bench.run_bench(settings)
+
+
+def _given(value, default):
+    return default if value is None else value
 
 
 def _fast_report(args: argparse.Namespace, bench) -> dict:
@@ -227,9 +231,9 @@ def _fast_report(args: argparse.Namespace, bench) -> dict:
     ignored += ["--accuracy-epochs"] if args.accuracy_epochs is not None else []
     if ignored:
         raise InvalidParameterError(f"{', '.join(ignored)} do not apply to --fast (it trains FastCNN over --seeds).")
-    seeds = check_positive_int("seeds", args.seeds if args.seeds is not None else 10)
+    seeds = check_positive_int("seeds", _given(args.seeds, 10))
     changes = {"batch_size": args.batch_size, "limit": args.limit, "test_limit": args.test_limit}
-    changes["epochs"] = args.epochs if args.epochs is not None else (1 if args.quick else None)
+    changes["epochs"] = _given(args.epochs, 1 if args.quick else None)
     config = FastCNN.RECIPE.replace(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     speed = None
     if args.compile is not None:

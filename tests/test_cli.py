@@ -81,3 +81,40 @@ def test_data_command_verifies_the_real_files(capsys):
 def test_python_dash_m_and_help():
     result = subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--help"], capture_output=True, text=True)
     assert result.returncode == 0 and "--batch-size" in result.stdout
+
+
+def test_train_has_an_option_for_every_config_field_and_speed_switch():
+    import dataclasses
+
+    from mnist_lab.config import TrainConfig
+    from mnist_lab.speed import Speed
+
+    result = subprocess.run([sys.executable, "-m", "mnist_lab", "train", "--help"], capture_output=True, text=True)
+    names = [f.name for f in dataclasses.fields(TrainConfig)] + [f.name for f in dataclasses.fields(Speed)]
+    for name in names:
+        assert "--" + name.replace("_", "-") in result.stdout, name
+
+
+def test_train_uses_the_speed_switches_that_pay_unless_told_otherwise(monkeypatch, capsys):
+    import mnist_lab.cli as cli
+    from mnist_lab.speed import Speed
+
+    seen = {}
+
+    def fake_fit(model, config, **kwargs):  # records what the CLI would train with
+        seen.update(kwargs, config=config)
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "fit", fake_fit)
+    monkeypatch.setattr(cli, "check_writable", lambda path: path)
+    for args, expected in (
+        ([], Speed.auto(cli.build_model("convnet"), "cpu")),  # as the notebooks: channels-last on a CPU
+        (["--no-channels-last"], Speed()),
+        (["--amp", "--schedule", "onecycle"], Speed(amp=True, channels_last=True)),
+    ):
+        try:
+            main(["train", "--model", "convnet", "--device", "cpu", *args])
+        except KeyboardInterrupt:
+            pass
+        assert seen["speed"] == expected, args
+    assert seen["config"].schedule == "onecycle" and seen["config"].lr == 0.01  # the rest is T1's recipe
