@@ -129,7 +129,7 @@ def plot_misclassified(images, labels, probs, ncols: int = 8, max_images: int = 
     labels = np.asarray(_as_list(labels))
     wrong = np.flatnonzero(probs.argmax(axis=1) != labels)[:max_images]
     nrows = max(1, -(-len(wrong) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 1.9), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 2.4), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, i in zip(axes.flat, wrong):
