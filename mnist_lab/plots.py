@@ -161,7 +161,9 @@ def plot_training(history: History, title: str | None = None) -> Figure:
             ax.plot(history.epoch, values, style, markersize=4, label=split)
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if history.epoch:  # half an epoch of margin: a one-epoch run still gets the tick "1"
+            ax.set_xlim(history.epoch[0] - 0.5, history.epoch[-1] + 0.5)
         ax.grid(alpha=0.3)
         ax.legend()
     ax_loss.set_title("loss")
@@ -195,7 +197,7 @@ def plot_labelled_digits(
     The labels are axis labels, so ``tight_layout`` leaves room for them between the rows.
     """
     images, labels = _as_images(images)[: nrows * ncols], _as_list(labels)
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.1, nrows * 1.35), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.1, nrows * 1.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
         ax.set_xticks([])
         ax.set_yticks([])

@@ -62,3 +62,13 @@ def test_bp_graph_names_every_gradient_of_the_backward_pass():
     texts = " ".join(t.get_text() for t in fig.axes[0].texts)
     for name in ("dz1", "da1", "dz2", "da2", "dz3", "dW1 = a0ᵀdz1", "db3 = Σ dz3", "log_softmax", "W1 (784,128)"):
         assert name in texts, name
+
+
+def test_training_figure_of_one_epoch_has_the_single_tick_1():
+    history = History("mlp", "cpu", {}, 10)
+    history.append(1, 0.5, 0.8, 0.4, 0.85, 1.0)
+    fig = plot_training(history)
+    fig.canvas.draw()
+    ax = fig.axes[0]
+    low, high = ax.get_xlim()
+    assert [t for t in ax.get_xticks() if low <= t <= high] == [1.0]
