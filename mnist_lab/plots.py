@@ -11,6 +11,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from .history import History
 
@@ -128,7 +129,7 @@ def plot_misclassified(images, labels, probs, ncols: int = 8, max_images: int = 
     labels = np.asarray(_as_list(labels))
     wrong = np.flatnonzero(probs.argmax(axis=1) != labels)[:max_images]
     nrows = max(1, -(-len(wrong) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 1.9), squeeze=False)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 2.4), squeeze=False)
     for ax in axes.flat:
         ax.set_axis_off()
     for ax, i in zip(axes.flat, wrong):
@@ -138,5 +139,143 @@ def plot_misclassified(images, labels, probs, ncols: int = 8, max_images: int = 
         text = "\n".join(f"{c}: {probs[i, c]:.2f}" for c in top)
         ax.text(0.5, -0.05, text, transform=ax.transAxes, ha="center", va="top", fontsize=7)
     fig.suptitle(f"{len(wrong)} misclassified digit(s) shown")
+    fig.tight_layout()
+    return fig
+
+
+# --- notebooks 01-04 (issue 12): the readable training figure, weight templates, T4's grid, 04's graph
+
+
+def plot_training(history: History, title: str | None = None) -> Figure:
+    """Train and test loss on one axes, train and test accuracy in % on another, per epoch.
+
+    Both curves of a quantity share an axes so the gap between them (over-fitting) can be
+    read off directly; the epochs are whole numbers. T0's four separate panels are
+    `plot_curves`.
+    """
+    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.6))
+    for ax, key, label in [(ax_loss, "loss", "loss (mean over images)"), (ax_acc, "acc", "accuracy (%)")]:
+        scale = 100 if key == "acc" else 1  # accuracies are stored as fractions
+        for split, style in [("train", "o-"), ("test", "s--")]:
+            values = [scale * v for v in getattr(history, f"{split}_{key}")]
+            ax.plot(history.epoch, values, style, markersize=4, label=split)
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
+        if history.epoch:  # half an epoch of margin: a one-epoch run still gets the tick "1"
+            ax.set_xlim(history.epoch[0] - 0.5, history.epoch[-1] + 0.5)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    ax_loss.set_title("loss")
+    ax_acc.set_title("accuracy")
+    fig.suptitle(title or f"{history.model} on {history.device}: train (during the epoch) and test (after it)")
+    fig.tight_layout()
+    return fig
+
+
+def plot_weight_images(weights, title: str, class_names: Sequence[str] | None = None) -> Figure:
+    """Ten weight vectors ``(10, 784)`` as a 2×5 grid of 28×28 images, red > 0 > blue, one colour scale."""
+    images = _as_images(weights)
+    limit = float(np.abs(images).max()) or 1.0  # symmetric colour scale centred at 0
+    names = list(class_names) if class_names is not None else [f"class {k}" for k in range(len(images))]
+    fig, axes = plt.subplots(2, 5, figsize=(10, 4.4))
+    for k, ax in enumerate(axes.flat):
+        ax.set_axis_off()
+        if k < len(images):
+            shown = ax.imshow(images[k], cmap="bwr", vmin=-limit, vmax=limit)
+            ax.set_title(names[k])
+    fig.colorbar(shown, ax=axes, shrink=0.8, label="weight")
+    fig.suptitle(title)
+    return fig
+
+
+def plot_labelled_digits(
+    images, labels, nrows: int = 2, ncols: int = 10, title: str | None = None, cmap: str = "binary"
+) -> Figure:
+    """Digits with their labels underneath, black ink on white by default (T4's ``plt.cm.binary``).
+
+    The labels are axis labels, so ``tight_layout`` leaves room for them between the rows.
+    """
+    images, labels = _as_images(images)[: nrows * ncols], _as_list(labels)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.1, nrows * 1.6), squeeze=False)
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= len(images):
+            ax.set_axis_off()
+            continue
+        ax.imshow(images[i], cmap=cmap)
+        ax.set_xlabel(str(labels[i]), fontsize=10)
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return fig
+
+
+def plot_bp_graph() -> Figure:
+    """The computational graph of T2's 784-128-64-10 network: forward on top, backward below.
+
+    Forward (black): ``a0 → z1 = a0 W1 + b1 → a1 = relu(z1) → ... → log p → L``; every
+    ``a`` and ``z`` is kept in the cache. Backward (red): ``dz3 = (P − Y)/B``, then for each
+    layer ``dW = aᵀ dz``, ``db = Σ dz``, ``da = dz Wᵀ`` and the ReLU mask ``dz = da ⊙ 1[z > 0]``.
+    """
+    nodes = [
+        "a0\n(B,784)",
+        "z1\n(B,128)",
+        "a1\n(B,128)",
+        "z2\n(B,64)",
+        "a2\n(B,64)",
+        "z3\n(B,10)",
+        "log p\n(B,10)",
+        "L",
+    ]
+    ops = ["@W1+b1", "ReLU", "@W2+b2", "ReLU", "@W3+b3", "log_softmax", "NLL"]
+    grads = ["", "dz1", "da1", "dz2", "da2", "dz3", "", ""]
+    back_ops = ["", "⊙1[z1>0]", "dz2 W2ᵀ", "⊙1[z2>0]", "dz3 W3ᵀ", "", ""]
+    params = {0: "W1 (784,128)\nb1 (128)", 2: "W2 (128,64)\nb2 (64)", 4: "W3 (64,10)\nb3 (10)"}
+    param_grads = {0: "dW1 = a0ᵀdz1\ndb1 = Σ dz1", 2: "dW2 = a1ᵀdz2\ndb2 = Σ dz2", 4: "dW3 = a2ᵀdz3\ndb3 = Σ dz3"}
+    fig, ax = plt.subplots(figsize=(13, 4.6))
+    ax.set_xlim(-0.7, len(nodes) - 0.3)
+    ax.set_ylim(-2.4, 2.3)
+    ax.set_axis_off()
+    box = {"boxstyle": "round,pad=0.3", "facecolor": "#eef3fb", "edgecolor": "black"}
+    for i, name in enumerate(nodes):
+        ax.text(i, 0.6, name, ha="center", va="center", fontsize=10, bbox=box)
+        if grads[i]:
+            ax.text(
+                i,
+                -0.9,
+                grads[i],
+                ha="center",
+                va="center",
+                fontsize=10,
+                color="red",
+                bbox={**box, "facecolor": "#fdecec", "edgecolor": "red"},
+            )
+    for i, op in enumerate(ops):  # forward arrows between nodes
+        ax.annotate("", xy=(i + 0.68, 0.6), xytext=(i + 0.32, 0.6), arrowprops={"arrowstyle": "->", "lw": 1.4})
+        ax.text(i + 0.5, 0.35, op, ha="center", va="top", fontsize=8)
+    for i, op in enumerate(back_ops):  # backward arrows, right to left
+        if not op:
+            continue
+        ax.annotate(
+            "", xy=(i + 0.3, -0.9), xytext=(i + 0.7, -0.9), arrowprops={"arrowstyle": "->", "lw": 1.4, "color": "red"}
+        )
+        ax.text(i + 0.5, -1.25, op, ha="center", va="top", fontsize=8, color="red")
+    ax.annotate(
+        "",
+        xy=(5.3, -0.9),
+        xytext=(7, 0.3),
+        arrowprops={"arrowstyle": "->", "lw": 1.4, "color": "red", "connectionstyle": "arc3,rad=-0.3"},
+    )
+    for i, text in params.items():  # parameters feed the linear steps; their gradients come out below
+        ax.text(i + 0.5, 1.75, text, ha="center", va="center", fontsize=8, bbox={**box, "facecolor": "#f4f4f4"})
+        ax.annotate("", xy=(i + 0.5, 0.85), xytext=(i + 0.5, 1.45), arrowprops={"arrowstyle": "->", "lw": 0.8})
+        ax.text(i + 0.5, -2.0, param_grads[i], ha="center", va="center", fontsize=8, color="red")
+        arrow = {"arrowstyle": "->", "lw": 0.8, "color": "red", "linestyle": ":"}
+        ax.annotate("", xy=(i + 0.5, -1.7), xytext=(i + 1, -1.1), arrowprops=arrow)
+    ax.text(-0.65, 2.2, "forward: every a and z is kept in the cache", fontsize=9, va="top")
+    ax.text(6.0, -0.25, "dz3 = (P−Y)/B", fontsize=9, color="red", ha="center")
+    ax.text(7.2, -2.35, "backward (red): uses the cached a and z", fontsize=9, color="red", va="bottom", ha="right")
     fig.tight_layout()
     return fig
