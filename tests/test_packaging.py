@@ -19,7 +19,6 @@ from mnist_lab import (
     handwriting,
     io,
     models,
-    nbtools,
     notebook,
     plots,
     scratch,
@@ -52,7 +51,7 @@ def test_environment_yml_installs_what_pyproject_names():
     assert "-e ." in pip_part
 
 
-MODULES = [backprop, batch, bench, cli, config, conv, data, fast, graphs, handwriting, io, models, nbtools, notebook]
+MODULES = [backprop, batch, bench, cli, config, conv, data, fast, graphs, handwriting, io, models, notebook]
 MODULES += [plots, scratch, train]
 
 
