@@ -562,7 +562,7 @@ def dask_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
         yield client
 
 
-def _gpu_resources(client: Any) -> dict[str, int] | None:
+def gpu_resources(client: Any) -> dict[str, int] | None:
     """``{"GPU": 1}`` if any worker declares GPU resources (then every run takes one), else None."""
     workers = client.scheduler_info().get("workers", {}).values()
     return {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in workers) else None
@@ -583,7 +583,7 @@ def run_on_dask(
     """
     from distributed import as_completed
 
-    resources = _gpu_resources(client)
+    resources = gpu_resources(client)
     futures = {}
     for job in todo:
         clear_stale(job, out)

@@ -641,3 +641,53 @@ def test_an_interrupted_client_resumes_without_redoing_finished_runs(dask_proces
     rows = list(read_csv_rows(out))
     assert [r["status"] for r in rows] == ["skipped", "skipped", "ok", "ok"]
     assert "4 run(s), 2 to run (2 already done)" in lines[0]
+
+
+@pytest.mark.slow
+def test_the_slurm_recipe_job_script_runs_a_worker_that_batch_uses(notebooks, tmp_path):
+    # Everything short of sbatch: the job script that tools/slurm_cluster.py would submit, run here
+    # with bash (its #SBATCH lines are comments), must start a worker that runs batch's runs.
+    sys.path.insert(0, str(REPO / "tools"))
+    from slurm_cluster import slurm_cluster
+
+    data = os.environ["MNIST_LAB_DATA"]
+    with slurm_cluster("gpu", gpus=1, cores=2, data=data, host="127.0.0.1") as cluster:
+        script = cluster.job_script()
+        for line in ("#SBATCH -p gpu", "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=2", f"MNIST_LAB_DATA={data}"):
+            assert line in script
+        assert f"dask_worker {cluster.scheduler_address} " in script and "--resources GPU=1" in script
+        assert "--nthreads 1 " in script
+        (tmp_path / "job.sh").write_text(script)
+        env = {**os.environ, "PYTHONPATH": str(REPO)}
+        job = subprocess.Popen(
+            ["bash", str(tmp_path / "job.sh")], env=env, start_new_session=True, stderr=subprocess.DEVNULL
+        )
+        try:
+            from distributed import Client
+
+            with Client(cluster.scheduler_address) as client:
+                client.wait_for_workers(1, timeout=120)
+                (worker,) = client.scheduler_info()["workers"].values()
+                assert worker["resources"] == {"GPU": 1}
+            out = tmp_path / "out"
+            chosen = [notebooks["05_after"]]
+            status = batch.run_batch(
+                chosen, out=out, grid=["seed=0..1"], log=lambda _: None, scheduler=cluster.scheduler_address
+            )
+            assert status == 0 and [r["status"] for r in read_csv_rows(out)] == ["ok", "ok"]
+        finally:
+            os.killpg(job.pid, signal.SIGTERM)
+            job.wait(timeout=60)
+
+
+def test_runs_ask_for_a_gpu_only_where_workers_declare_gpus():
+    class Scheduler:
+        def __init__(self, *resources):
+            self.info = {"workers": {f"tcp://w{i}": {"resources": r} for i, r in enumerate(resources)}}
+
+        def scheduler_info(self):
+            return self.info
+
+    assert batch.gpu_resources(Scheduler({}, {})) is None
+    assert batch.gpu_resources(Scheduler({}, {"GPU": 2})) == {"GPU": 1}
+    assert batch.gpu_resources(Scheduler()) is None
