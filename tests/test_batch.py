@@ -691,3 +691,23 @@ def test_runs_ask_for_a_gpu_only_where_workers_declare_gpus():
     assert batch.gpu_resources(Scheduler({}, {})) is None
     assert batch.gpu_resources(Scheduler({}, {"GPU": 2})) == {"GPU": 1}
     assert batch.gpu_resources(Scheduler()) is None
+
+
+@pytest.mark.slow
+def test_a_run_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
+    # With no retries allowed (Dask's default is 3), a run that kills its worker is failed (KilledWorker).
+    import dask
+    from distributed import LocalCluster
+
+    code = "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)"  # the kernel's parent: the worker
+    killer = write_notebook(tmp_path, "09_kills_worker", None, [code])
+    out = tmp_path / "out"
+    with (
+        dask.config.set({"distributed.scheduler.allowed-failures": 0}),
+        LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as local,
+    ):
+        status = batch.run_batch([killer], out=out, log=lambda _: None, scheduler=local.scheduler_address)
+    assert status == batch.EXIT_FAILED
+    row = read_csv(out)["09_kills_worker"]
+    assert row["status"] == "failed" and row["error"].startswith("KilledWorker")
+    assert not (out / "09_kills_worker.ipynb").exists()  # nothing came back, nothing half-written
