@@ -80,7 +80,7 @@ def cluster():
     """A local Dask cluster of two worker processes on 127.0.0.1, shared by this module's tests."""
     from distributed import LocalCluster
 
-    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as local:
+    with LocalCluster(n_workers=2, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local:
         yield local.scheduler_address
 
 
@@ -651,12 +651,16 @@ def test_the_slurm_recipe_job_script_runs_a_worker_that_batch_uses(notebooks, tm
     from slurm_cluster import slurm_cluster
 
     data = os.environ["MNIST_LAB_DATA"]
-    with slurm_cluster("gpu", gpus=1, cores=2, data=data, host="127.0.0.1") as cluster:
+    with slurm_cluster("gpu", gpus=1, cores=2, data=data, interface="lo") as cluster:  # 127.0.0.1 only
         script = cluster.job_script()
         for line in ("#SBATCH -p gpu", "#SBATCH --gres=gpu:1", "#SBATCH --cpus-per-task=2", f"MNIST_LAB_DATA={data}"):
             assert line in script
         assert f"dask_worker {cluster.scheduler_address} " in script and "--resources GPU=1" in script
-        assert "--nthreads 1 " in script
+        assert (
+            "--nthreads 1 " in script
+            and "--interface lo" in script
+            and cluster.scheduler_address.startswith("tcp://127.")
+        )
         (tmp_path / "job.sh").write_text(script)
         env = {**os.environ, "PYTHONPATH": str(REPO)}
         job = subprocess.Popen(
@@ -704,7 +708,7 @@ def test_a_run_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
     out = tmp_path / "out"
     with (
         dask.config.set({"distributed.scheduler.allowed-failures": 0}),
-        LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address=None) as local,
+        LocalCluster(n_workers=1, threads_per_worker=1, host="127.0.0.1", dashboard_address="127.0.0.1:0") as local,
     ):
         status = batch.run_batch([killer], out=out, log=lambda _: None, scheduler=local.scheduler_address)
     assert status == batch.EXIT_FAILED

@@ -29,12 +29,12 @@ def slurm_cluster(
     memory: str = "16GB",
     walltime: str = "02:00:00",
     data: str | None = None,
-    host: str | None = None,
+    interface: str | None = None,
 ) -> Any:
     """A dask-jobqueue ``SLURMCluster`` whose workers (one per job) run one notebook at a time.
 
-    `host`: the interface the scheduler listens on (None: dask-jobqueue's default, this node's
-    address). Nothing is submitted until ``.scale(n)``.
+    `interface`: the network interface the scheduler and the workers listen on (e.g. ``ib0``;
+    None: dask-jobqueue's default). Nothing is submitted until ``.scale(n)``.
     """
     from dask_jobqueue import SLURMCluster
 
@@ -47,9 +47,9 @@ def slurm_cluster(
         memory=memory,
         walltime=walltime,
         job_extra_directives=[f"--gres=gpu:{gpus}"] if gpus else [],
-        worker_extra_args=["--resources", f"GPU={gpus}"] if gpus else [],
+        worker_extra_args=["--no-dashboard"] + (["--resources", f"GPU={gpus}"] if gpus else []),
         job_script_prologue=prologue,
-        scheduler_options={"host": host} if host else {},
+        interface=interface,
     )
 
 
@@ -63,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--memory", default="16GB", help="memory per job (default 16GB)")
     parser.add_argument("--walltime", default="02:00:00", help="time limit per job (default 02:00:00)")
     parser.add_argument("--data", help="folder holding MNIST on the compute nodes (sets MNIST_LAB_DATA)")
+    parser.add_argument("--interface", help="network interface of scheduler and workers, e.g. ib0")
     args = parser.parse_args(argv)
-    cluster = slurm_cluster(args.partition, args.gpus, args.cores, args.memory, args.walltime, args.data)
+    cluster = slurm_cluster(
+        args.partition, args.gpus, args.cores, args.memory, args.walltime, args.data, args.interface
+    )
     cluster.scale(args.workers)
     print(cluster.job_script())
     print(f"Scheduler: {cluster.scheduler_address}  (dashboard: {cluster.dashboard_link})")
