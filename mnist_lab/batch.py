@@ -1,86 +1,97 @@
-"""``mnist-lab batch``: run notebooks of the series with papermill and tabulate what they report.
+"""``mnist-lab batch``: run notebooks of the series with papermill, sweep their parameters, tabulate.
 
-    mnist-lab batch [NOTEBOOK ...] [-p NAME VALUE]... [-f params.yaml] --out DIR
-                    [--jobs N] [--force] [--timeout SECONDS]
+    mnist-lab batch [NOTEBOOK ...] [-p NAME VALUE]... [-f params.yaml] [--grid NAME=V1,V2,...]...
+                    --out DIR [--jobs N | --scheduler ADDRESS] [--force] [--timeout SECONDS]
 
 Runs the given notebooks (default: every ``notebooks/[0-9]*.ipynb`` of the repository, in
-order) on the Jupyter kernel ``python3`` of the Python running mnist-lab (not some other
-``python3`` kernel installed elsewhere), with the **repository root as working directory**
-(the folder holding ``pyproject.toml`` and ``notebooks/``; the current folder when mnist_lab is
-installed outside a checkout), the same as the committed outputs were made. For each
-notebook ``<stem>`` it writes:
+order) on the Jupyter kernel ``python3`` of the Python running the worker, with the
+**repository root as working directory** (the checkout holding mnist_lab; the current folder
+when mnist_lab is installed outside a checkout), the same as the committed outputs were made.
 
-- ``DIR/<stem>.ipynb``: the executed copy (atomically; a failed run keeps the cells it ran and
+Runs. Without ``--grid`` each notebook is one run named ``<stem>``. ``--grid NAME=V1,V2,...``
+(repeatable; each value read as YAML like ``-p``; ``NAME=A..B`` is every whole number from A
+to B) makes every combination of the grids a notebook declares one run, named
+``<stem>/<name>=<value>,...`` (values made safe for a file name). Each run ``R`` writes:
+
+- ``DIR/R.ipynb``: the executed copy (atomically; a failed run keeps the cells it ran and
   the traceback);
-- ``DIR/<stem>/``: the notebook's own results: ``output_dir`` is set to this folder for every
-  notebook that declares it, so its ``save_metrics`` writes ``DIR/<stem>/metrics.json`` here;
-- ``DIR/<stem>/batch.json``: written last, atomically, after a successful run: the notebook's
-  SHA-256 and the effective parameters. A later run with the same notebook file and the same
-  parameters skips the notebook (status ``skipped``) unless ``--force``; so an interrupted
-  batch (Ctrl-C) resumes where it stopped, and a half-run notebook is run again;
-- ``DIR/summary.md`` and ``DIR/summary.csv``: one row per notebook: notebook, status (ok,
-  failed, skipped), final test accuracy, epochs, seconds (wall clock of the whole notebook),
-  device, error (first line of the exception).
+- ``DIR/R/``: the files the notebook wrote to its ``output_dir`` (``metrics.json``, figures);
+- ``DIR/R/batch.json``: written last, after a successful run: the notebook's SHA-256 and the
+  effective parameters. A later batch with the same notebook file and parameters skips the
+  run (status ``skipped``) unless ``--force``, so an interrupted batch resumes where it stopped.
 
-Parameters. ``-p NAME VALUE`` (repeatable) parses VALUE as YAML (``-p epochs 3`` is the int 3,
-``-p data_dir null`` is None, ``-p device cuda`` a string). ``-f FILE`` is a YAML mapping that
-may mix two kinds of keys: a parameter name sets it for every notebook; a notebook stem
-(e.g. ``03_mlp:``) holds a mapping of parameters for that notebook only. Precedence: ``-f``
-common values < ``-f`` per-notebook values < ``-p``. A common parameter (from ``-p`` or ``-f``)
-is passed only to the chosen notebooks that declare it; a name that none of them declares, or a
-per-notebook name that its notebook does not declare, is an error before anything runs
-(exit status 2). ``output_dir`` is set by batch and cannot be given.
+Summary: ``DIR/summary.md`` and ``DIR/summary.csv`` hold one row per run (notebook, the swept
+values, status, final test accuracy, epochs, seconds, device, error). For every notebook
+that was swept, ``DIR/sweep.csv`` and ``summary.md`` add an aggregate table (per combination
+of the non-seed parameters: mean, standard deviation, min and max of the test accuracy over
+the seeds, runs and failures) and ``DIR/<stem>/sweep.png`` plots it.
 
-Failures (an exception, a cell running longer than ``--timeout`` seconds, a dying kernel) are
-recorded in the summary and do not stop the other notebooks; the exit status is then 1.
-``--jobs N`` runs N notebooks at once, each in its own worker process.
+Parameters. ``-f FILE`` is a YAML mapping; a parameter name sets it for every notebook, a
+notebook stem (e.g. ``03_mlp:``) holds that notebook's own parameters. Precedence: ``-f``
+common < ``-f`` per-notebook < ``-p``. A name (from ``-p``, ``-f`` or ``--grid``) that no
+chosen notebook declares, as papermill's ``inspect_notebook`` reads its parameters cell, is
+refused before anything runs (exit status 2). ``output_dir`` is set by batch.
+
+Where runs execute: on Dask. Without ``--scheduler``, a local cluster of ``--jobs`` worker
+processes on this machine; with ``--scheduler tcp://HOST:8786``, an existing cluster. Each run
+executes on a worker in a scratch folder and sends its executed notebook and output files back;
+only this process writes under ``DIR``, so workers need no shared file system (they find
+MNIST through ``MNIST_LAB_DATA`` or download it). Where workers declare a ``GPU`` resource
+(``dask worker --resources GPU=1``), each run asks for one. Failures (an exception, a cell
+longer than ``--timeout``, a dying kernel or worker) are recorded and do not stop the other
+runs; the exit status is then 1. Ctrl-C cancels what has not finished (exit status 130).
 """
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import csv
+import difflib
 import hashlib
 import io
+import itertools
 import json
 import os
-import signal
-import sys
+import re
+import socket
+import statistics
+import tempfile
+import threading
 import time
-from collections.abc import Callable, Sequence
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError
-from .files import atomic_write, check_writable, write_json
-from .nbtools import (
-    KERNEL_NAME,
-    PARAMETERS_TAG,
-    closest,
-    declared_parameters,
-    load_params_yaml,
-    read_notebook,
-    undeclared_error,
-)
+from .errors import InvalidParameterError, MnistLabError
+from .files import atomic_write, check_writable, save_figure, write_json
 
 STATE_FILE = "batch.json"
 METRICS_FILE = "metrics.json"  # what mnist_lab.notebook.save_metrics writes
+SWEEP_FILE = "sweep.csv"
+FIGURE_FILE = "sweep.png"
 SUMMARY_COLUMNS = ("notebook", "status", "test_acc", "epochs", "seconds", "device", "error")
+AGGREGATE_COLUMNS = ("runs", "failed", "mean", "std", "min", "max")
 EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
-INJECTED = "output_dir"  # set by batch to DIR/<stem> for every notebook that declares it
+INJECTED = "output_dir"  # set by batch for every notebook that declares it
+SEED = "seed"  # the grid parameter the aggregate table averages over
+KERNEL_NAME = "python3"
+
+
+class SchedulerError(MnistLabError, ConnectionError):
+    """The Dask scheduler given with ``--scheduler`` cannot be reached."""
 
 
 @dataclass
 class Job:
-    """One notebook to run: where it is, what it declares, and its effective parameters."""
+    """One run: which notebook, what it declares, its effective parameters, its swept values, its name."""
 
     notebook: Path
     stem: str
     declared: dict[str, object]
     params: dict[str, Any] = field(default_factory=dict)
+    grid: dict[str, Any] = field(default_factory=dict)  # this run's swept values, name -> value
+    name: str = ""  # DIR-relative: "<stem>" or "<stem>/<name>=<value>,..."
 
     def key(self) -> str:
         """Hash of the notebook file and the effective parameters: equal keys, same run."""
@@ -108,6 +119,9 @@ def default_notebooks(root: Path | None = None) -> list[Path]:
     return sorted(((root or repo_root()) / "notebooks").glob("[0-9]*.ipynb"))
 
 
+# --------------------------------------------------------------------------- parameters and grids
+
+
 def parse_value(text: str) -> Any:
     """A ``-p`` value as YAML: ``3`` -> 3, ``0.1`` -> 0.1, ``true`` -> True, ``null`` -> None, ``cpu`` -> 'cpu'."""
     import yaml
@@ -120,14 +134,97 @@ def parse_value(text: str) -> Any:
         ) from exc
 
 
+def parse_grid(spec: str) -> tuple[str, list[Any]]:
+    """``--grid lr=0.05,0.1`` -> ('lr', [0.05, 0.1]); ``seed=0..3`` -> ('seed', [0, 1, 2, 3])."""
+    name, sep, text = spec.partition("=")
+    name = name.strip()
+    usage = "write NAME=V1,V2,... (e.g. --grid lr=0.05,0.1) or NAME=A..B for the whole numbers A to B (seed=0..9)"
+    if not sep or not name.isidentifier() or not text.strip():
+        raise InvalidParameterError(f"--grid {spec!r}: {usage}.")
+    span = re.fullmatch(r"\s*(-?\d+)\s*\.\.\s*(-?\d+)\s*", text)
+    if span:
+        first, last = int(span[1]), int(span[2])
+        if last < first:
+            raise InvalidParameterError(f"--grid {spec!r}: {first}..{last} is empty; put the smaller first.")
+        return name, list(range(first, last + 1))
+    items = [item.strip() for item in text.split(",")]
+    if not all(items):
+        raise InvalidParameterError(f"--grid {spec!r}: an empty value between commas; {usage}.")
+    values = [parse_value(item) for item in items]
+    if len({json.dumps(v, sort_keys=True, default=repr) for v in values}) != len(values):
+        raise InvalidParameterError(f"--grid {spec!r}: a value is listed twice; list each once.")
+    return name, values
+
+
+def safe_value(value: Any) -> str:
+    """A value as part of a folder name: ``0.1`` -> '0.1', ``'cuda:0'`` -> 'cuda-0-1a2b3c' (hash when changed)."""
+    text = value if isinstance(value, str) else json.dumps(value, sort_keys=True, default=repr)
+    safe = re.sub(r"[^A-Za-z0-9.+-]+", "-", text)[:40]
+    if safe != text:  # made safe or shortened: a short hash keeps different values apart
+        safe += "-" + hashlib.sha256(text.encode()).hexdigest()[:6]
+    return safe
+
+
+def run_name(stem: str, values: dict[str, Any]) -> str:
+    """``03_mlp`` without swept values, else e.g. ``03_mlp/lr=0.1,seed=3`` (always one level below DIR/stem)."""
+    if not values:
+        return stem
+    return stem + "/" + ",".join(f"{name}={safe_value(value)}" for name, value in values.items())
+
+
+def closest(name: str, choices: Iterable[str]) -> str | None:
+    """The choice most like `name` (a likely typo), or None."""
+    matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
+    return matches[0] if matches else None
+
+
+def undeclared_error(
+    names: Iterable[str], notebook: str, declared: Iterable[str], origin: str
+) -> InvalidParameterError:
+    """The error for parameters that `notebook` does not declare, with the closest declared names."""
+    declared = list(declared)
+    parts = []
+    for name in names:
+        guess = closest(name, declared)
+        parts.append(f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+    return InvalidParameterError(
+        f"{origin} sets {', '.join(parts)}, which {notebook} does not declare. Its parameters are: "
+        f"{', '.join(declared) or '(none)'}. Use one of those names, or declare the new one in its parameters cell."
+    )
+
+
+def load_params_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
+    """A YAML file of parameters as a dict (an empty file is ``{}``); clear errors otherwise."""
+    import yaml
+
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as exc:
+        raise InvalidParameterError(f"Parameter file {path} does not exist.") from exc
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+        raise InvalidParameterError(f"Parameter file {path} is not readable YAML: {exc}") from exc
+    if data is None:
+        return {}
+    if not isinstance(data, dict) or not all(isinstance(key, str) for key in data):
+        raise InvalidParameterError(
+            f"Parameter file {path} must be a YAML mapping of parameter names to values (e.g. `epochs: 1`)."
+        )
+    return data
+
+
+def declared_parameters(notebook: str | os.PathLike[str]) -> dict[str, str]:
+    """Name -> default (as written) of the parameters a notebook declares, read by papermill; {} if none."""
+    import papermill
+
+    try:
+        found = papermill.inspect_notebook(str(notebook))
+    except Exception as exc:  # papermill raises plain exceptions for unreadable JSON
+        raise InvalidParameterError(f"Cannot read the parameters of {notebook}: {exc}") from exc
+    return {name: info["default"] for name, info in found.items()}
+
+
 # --------------------------------------------------------------------------- planning (no side effects)
-
-
-def _declared(notebook: Path) -> dict[str, object]:
-    nb = read_notebook(notebook)
-    if not any(PARAMETERS_TAG in cell.get("metadata", {}).get("tags", []) for cell in nb.cells):
-        return {}  # a notebook without parameters runs as it is
-    return declared_parameters(nb)
 
 
 def _split_params_file(
@@ -156,18 +253,8 @@ def _split_params_file(
     return common, sections
 
 
-def plan(
-    notebooks: Sequence[str | os.PathLike[str]] | None,
-    cli_params: Sequence[tuple[str, str]] = (),
-    params_file: str | os.PathLike[str] | None = None,
-    out: str | os.PathLike[str] = "results/batch",
-) -> list[Job]:
-    """Check everything and decide each notebook's parameters; raises before anything is written.
-
-    Errors (`MnistLabError`): a missing or duplicate notebook, a malformed parameters cell,
-    a bad ``-f`` file, a parameter no chosen notebook declares, a per-notebook parameter its
-    notebook does not declare, ``output_dir`` given by hand.
-    """
+def _chosen_notebooks(notebooks: Sequence[str | os.PathLike[str]] | None, out: Path) -> list[Job]:
+    """One planless Job per notebook: paths checked, duplicates dropped, declared parameters read."""
     root = repo_root()
     chosen = [Path(p) for p in notebooks] if notebooks else default_notebooks(root)
     if not chosen:
@@ -181,33 +268,61 @@ def plan(
             continue  # named twice: run once
         if any(job.stem == path.stem for job in jobs):
             raise InvalidParameterError(
-                f"Two notebooks are named {path.stem!r}; their results would share {Path(out) / path.stem}. "
+                f"Two notebooks are named {path.stem!r}; their results would share {out / path.stem}. "
                 "Run them in separate batches (different --out)."
             )
-        jobs.append(Job(resolved, path.stem, _declared(path)))
-    by_stem = {job.stem: job for job in jobs}
+        jobs.append(Job(resolved, path.stem, declared_parameters(path)))
+    return jobs
 
+
+def _check_names(names: dict[str, str], jobs: list[Job]) -> None:
+    """Refuse a name (-> where it was given) that batch sets itself or that no chosen notebook declares."""
+    for name, origin in names.items():
+        if name == INJECTED:
+            raise InvalidParameterError(
+                f"{origin} sets {INJECTED!r}, which batch sets itself (DIR/<notebook>); choose DIR with --out."
+            )
+        if not any(name in job.declared for job in jobs):
+            raise _declared_by_none(name, origin, jobs)
+
+
+def plan(
+    notebooks: Sequence[str | os.PathLike[str]] | None,
+    cli_params: Sequence[tuple[str, str]] = (),
+    params_file: str | os.PathLike[str] | None = None,
+    out: str | os.PathLike[str] = "results/batch",
+    grid: Sequence[str] = (),
+) -> list[Job]:
+    """Check everything and decide every run's parameters; raises before anything is written.
+
+    Errors (`MnistLabError`): a missing or duplicate notebook, a bad ``-f`` file or ``--grid``,
+    a name no chosen notebook declares, a per-notebook name its notebook does not declare,
+    a name both set and swept, ``output_dir`` given by hand.
+    """
+    out_dir = Path(out).resolve()
+    notebooks_found = _chosen_notebooks(notebooks, out_dir)
+    by_stem = {job.stem: job for job in notebooks_found}
     common_file: dict[str, Any] = {}
     sections: dict[str, dict[str, Any]] = {}
     if params_file is not None:
         # stems a section may name: the chosen notebooks, their neighbours, and the series
-        known = {p.stem for job in jobs for p in job.notebook.parent.glob("*.ipynb")}
-        known |= {p.stem for p in default_notebooks(root)}
+        known = {p.stem for job in notebooks_found for p in job.notebook.parent.glob("*.ipynb")}
+        known |= {p.stem for p in default_notebooks()}
         common_file, sections = _split_params_file(load_params_yaml(params_file), str(params_file), known)
     cli: dict[str, Any] = {}
     for name, value in cli_params:
         if not name.isidentifier():
             raise InvalidParameterError(f"-p {name!r}: a parameter name is a Python identifier, e.g. `-p epochs 3`.")
         cli[name] = parse_value(value)
+    sweeps: dict[str, list[Any]] = {}
+    for spec in grid:
+        name, values = parse_grid(spec)
+        if name in sweeps or name in cli:
+            raise InvalidParameterError(f"--grid {spec!r}: {name!r} is already set by -p or another --grid; keep one.")
+        sweeps[name] = values
 
-    for origin, names in (("-p", list(cli)), (f"{params_file}", list(common_file))):
-        for name in names:
-            if name == INJECTED:
-                raise InvalidParameterError(
-                    f"{origin} sets {INJECTED!r}, which batch sets itself (DIR/<notebook>); choose DIR with --out."
-                )
-            if not any(name in job.declared for job in jobs):
-                raise _declared_by_none(name, origin, jobs)
+    _check_names({name: "-p" for name in cli} | {name: f"{params_file}" for name in common_file}, notebooks_found)
+    _check_names({name: f"--grid {name}=..." for name in sweeps}, notebooks_found)
     for stem, values in sections.items():
         if stem not in by_stem:
             continue  # a section for a notebook not chosen this time
@@ -218,15 +333,20 @@ def plan(
         if INJECTED in values:
             raise InvalidParameterError(f"{params_file}, section {stem!r}, sets {INJECTED!r}; batch sets it itself.")
 
-    out_dir = Path(out).resolve()
-    for job in jobs:
-        params = {k: v for k, v in common_file.items() if k in job.declared}
-        params.update(sections.get(job.stem, {}))
-        params.update({k: v for k, v in cli.items() if k in job.declared})
-        if INJECTED in job.declared:
-            params[INJECTED] = str(out_dir / job.stem)
-        job.params = params
-    return jobs
+    runs: list[Job] = []
+    for base in notebooks_found:
+        params = {k: v for k, v in common_file.items() if k in base.declared}
+        params.update(sections.get(base.stem, {}))
+        params.update({k: v for k, v in cli.items() if k in base.declared})
+        swept = {name: values for name, values in sweeps.items() if name in base.declared}
+        for combination in itertools.product(*swept.values()):
+            values = dict(zip(swept, combination))
+            name = run_name(base.stem, values)
+            run = Job(base.notebook, base.stem, base.declared, {**params, **values}, values, name)
+            if INJECTED in base.declared:
+                run.params[INJECTED] = str(out_dir / name)
+            runs.append(run)
+    return runs
 
 
 def _declared_by_none(name: str, origin: str, jobs: list[Job]) -> InvalidParameterError:
@@ -241,7 +361,7 @@ def _declared_by_none(name: str, origin: str, jobs: list[Job]) -> InvalidParamet
     )
 
 
-# --------------------------------------------------------------------------- running one notebook
+# --------------------------------------------------------------------------- one run, on a Dask worker
 
 
 def _first_line(text: str) -> str:
@@ -257,35 +377,6 @@ def describe_failure(exc: BaseException) -> str:
         return f"{ename}: {_first_line(getattr(exc, 'evalue', ''))}{where}"
     message = _first_line(str(exc))
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
-
-
-def _read_json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
-def _row(job: Job, out: Path, status: str, seconds: float | None, error: str = "") -> dict[str, Any]:
-    metrics = _read_json(out / job.stem / METRICS_FILE)
-    return {
-        "notebook": job.stem,
-        "status": status,
-        "test_acc": metrics.get("test_acc"),
-        "epochs": metrics.get("epochs"),
-        "seconds": None if seconds is None else round(seconds, 1),
-        "device": metrics.get("device"),
-        "error": error,
-    }
-
-
-def finished_row(job: Job, out: Path) -> dict[str, Any] | None:
-    """The ``skipped`` row if `job` already ran successfully with the same notebook and parameters."""
-    state = _read_json(out / job.stem / STATE_FILE)
-    if state.get("status") != "ok" or state.get("key") != job.key() or not (out / f"{job.stem}.ipynb").exists():
-        return None
-    return _row(job, out, "skipped", state.get("seconds"))
 
 
 def this_python_kernel_manager() -> type:
@@ -315,60 +406,210 @@ def this_python_kernel_manager() -> type:
     return ThisPythonKernelManager
 
 
-def run_job(job: Job, out: Path, timeout: int | None, cwd: Path) -> dict[str, Any]:
-    """Execute one notebook with papermill; never raises for a failing notebook (Ctrl-C excepted)."""
+# papermill changes the working directory of the whole process while it runs a notebook, so a
+# worker process with several threads runs one notebook at a time (the local cluster has one thread).
+_ONE_AT_A_TIME = threading.Lock()
+
+
+def execute_run(notebook: bytes, params: dict[str, Any], timeout: int | None) -> dict[str, Any]:
+    """Run one notebook in a scratch folder of this (worker) machine; never raises for a failing notebook.
+
+    Returns what the client writes under DIR: ``status``, ``error``, ``seconds``, ``notebook``
+    (the executed copy's bytes, or None if papermill wrote none), ``files`` ({path relative to
+    output_dir: bytes}) and ``host``.
+    """
     import papermill
 
-    folder = out / job.stem
-    folder.mkdir(parents=True, exist_ok=True)
-    for stale in (STATE_FILE, METRICS_FILE):  # from an earlier run: must not describe this one
-        with contextlib.suppress(FileNotFoundError):
-            (folder / stale).unlink()
-    final = out / f"{job.stem}.ipynb"
-    partial = out / f".{job.stem}.{os.getpid()}.part.ipynb"  # papermill saves as it goes; renamed at the end
-    key, started = job.key(), time.perf_counter()
-    status, error = "ok", ""
+    with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix="mnist-lab-batch-") as scratch:
+        source, executed, output = Path(scratch, "input.ipynb"), Path(scratch, "executed.ipynb"), Path(scratch, "out")
+        source.write_bytes(notebook)
+        output.mkdir()
+        if INJECTED in params:  # the notebook writes here; the files travel back to DIR/<run>/
+            params = {**params, INJECTED: str(output)}
+        status, error, started = "ok", "", time.perf_counter()
+        try:
+            papermill.execute_notebook(
+                str(source),
+                str(executed),
+                parameters=params,
+                kernel_name=KERNEL_NAME,
+                cwd=str(repo_root()),
+                execution_timeout=timeout,
+                progress_bar=False,
+                log_output=False,
+                kernel_manager_class=this_python_kernel_manager(),
+            )
+        except Exception as exc:  # any failure of the notebook, its kernel or papermill: record, go on
+            status, error = "failed", describe_failure(exc)
+        files = {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
+        return {
+            "status": status,
+            "error": error,
+            "seconds": round(time.perf_counter() - started, 1),
+            "notebook": executed.read_bytes() if executed.exists() else None,
+            "files": files,
+            "host": socket.gethostname(),
+        }
+
+
+# --------------------------------------------------------------------------- results, on the client
+
+
+def _read_json(path: Path) -> dict[str, Any]:
     try:
-        papermill.execute_notebook(
-            str(job.notebook),
-            str(partial),
-            parameters=job.params,
-            kernel_name=KERNEL_NAME,
-            cwd=str(cwd),
-            execution_timeout=timeout,
-            progress_bar=False,
-            log_output=False,
-            kernel_manager_class=this_python_kernel_manager(),
-        )
-    except KeyboardInterrupt:
+        data = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def _row(job: Job, out: Path, status: str, seconds: float | None, error: str = "") -> dict[str, Any]:
+    metrics = _read_json(out / job.name / METRICS_FILE)
+    return {
+        "notebook": job.stem,
+        **job.grid,
+        "status": status,
+        "test_acc": metrics.get("test_acc"),
+        "epochs": metrics.get("epochs"),
+        "seconds": seconds,
+        "device": metrics.get("device"),
+        "error": error,
+    }
+
+
+def finished_row(job: Job, out: Path) -> dict[str, Any] | None:
+    """The ``skipped`` row if `job` already ran successfully with the same notebook and parameters."""
+    state = _read_json(out / job.name / STATE_FILE)
+    if state.get("status") != "ok" or state.get("key") != job.key() or not (out / f"{job.name}.ipynb").exists():
+        return None
+    return _row(job, out, "skipped", state.get("seconds"))
+
+
+def _inside(folder: Path, relative: str) -> Path:
+    """``folder / relative``, refusing a path that would leave `folder` (a worker sends names)."""
+    path = (folder / relative).resolve()
+    if not path.is_relative_to(folder.resolve()):
+        raise InvalidParameterError(f"A worker sent a file {relative!r} outside {folder}; it was not written.")
+    return path
+
+
+def clear_stale(job: Job, out: Path) -> None:
+    """Remove an earlier run's state and metrics, which must not describe the run about to start."""
+    for stale in (STATE_FILE, METRICS_FILE):
         with contextlib.suppress(FileNotFoundError):
-            partial.unlink()
-        raise
-    except Exception as exc:  # any failure of the notebook, its kernel or papermill: record, go on
-        status, error = "failed", describe_failure(exc)
-    seconds = time.perf_counter() - started
-    if partial.exists():
-        os.replace(partial, final)  # atomic: the executed copy is complete or absent
-    if status == "ok":
+            (out / job.name / stale).unlink()
+
+
+def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
+    """Write what a worker sent back under ``DIR`` (each file atomically, ``batch.json`` last); its row."""
+    folder = out / job.name
+    folder.mkdir(parents=True, exist_ok=True)
+    for relative, data in result["files"].items():
+        with atomic_write(_inside(folder, relative), "wb") as handle:
+            handle.write(data)
+    if result["notebook"] is not None:
+        with atomic_write(out / f"{job.name}.ipynb", "wb") as handle:
+            handle.write(result["notebook"])
+    if result["status"] == "ok":
         state = {
             "notebook": str(job.notebook),
             "notebook_sha256": file_sha256(job.notebook),
             "parameters": job.params,
-            "key": key,
+            "key": job.key(),
             "status": "ok",
-            "seconds": round(seconds, 1),
+            "seconds": result["seconds"],
+            "host": result["host"],
             "finished": time.strftime("%Y-%m-%dT%H:%M:%S"),
         }
         write_json(folder / STATE_FILE, state)  # last: its presence means "done with these parameters"
-    return _row(job, out, status, seconds, error)
+    return _row(job, out, result["status"], result["seconds"], result["error"])
 
 
-def _worker(job: Job, out: Path, timeout: int | None, cwd: Path) -> dict[str, Any]:
-    """`run_job` in a pool process: Ctrl-C becomes a failed row instead of a broken pool."""
+# --------------------------------------------------------------------------- Dask
+
+
+@contextlib.contextmanager
+def dask_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
+    """A `distributed.Client`: of the cluster at `scheduler`, else of a new local cluster of `jobs` processes."""
+    import logging
+
+    from distributed import Client, LocalCluster
+
+    if scheduler is not None:
+        try:
+            client = Client(scheduler, timeout="10s")
+        except (OSError, TimeoutError, ValueError) as exc:
+            raise SchedulerError(
+                f"No Dask scheduler answers at {scheduler!r} ({exc}). Start one (`dask scheduler`, then "
+                "`dask worker ADDRESS` on each machine) and pass the address it prints, e.g. tcp://10.0.0.5:8786."
+            ) from exc
+        with client:
+            yield client
+        return
+    # One thread per worker process: papermill changes the process's working directory.
+    # Everything listens on 127.0.0.1 only; port 0 = any free port.
+    with (
+        LocalCluster(
+            n_workers=jobs,
+            threads_per_worker=1,
+            processes=True,
+            host="127.0.0.1",
+            dashboard_address="127.0.0.1:0",
+            silence_logs=logging.ERROR,
+        ) as cluster,
+        Client(cluster) as client,
+    ):
+        yield client
+
+
+def gpu_resources(client: Any) -> dict[str, int] | None:
+    """``{"GPU": 1}`` if any worker declares GPU resources (then every run takes one), else None."""
+    workers = client.scheduler_info().get("workers", {}).values()
+    return {"GPU": 1} if any(w.get("resources", {}).get("GPU") for w in workers) else None
+
+
+def run_on_dask(
+    todo: list[Job],
+    out: Path,
+    timeout: int | None,
+    client: Any,
+    done: Callable[[Job, dict[str, Any]], None],
+) -> None:
+    """Submit every run in `todo`, write each result as it arrives and call ``done(job, row)``.
+
+    A run whose worker died is resubmitted by Dask (up to ``distributed.scheduler.allowed-failures``
+    times), then recorded as failed (``KilledWorker``). On Ctrl-C every unfinished run is cancelled
+    and KeyboardInterrupt is raised again.
+    """
+    from distributed import as_completed
+
+    resources = gpu_resources(client)
+    futures = {}
+    for job in todo:
+        clear_stale(job, out)
+        future = client.submit(
+            execute_run,
+            job.notebook.read_bytes(),
+            job.params,
+            timeout,
+            key=f"mnist-lab-batch-{job.name}-{job.key()[:12]}",
+            resources=resources,
+            pure=False,
+        )
+        futures[future] = job
     try:
-        return run_job(job, out, timeout, cwd)
-    except KeyboardInterrupt:
-        return _row(job, out, "failed", None, "interrupted (Ctrl-C)")
+        for future in as_completed(futures):
+            job = futures[future]
+            try:
+                row = save_result(job, future.result(), out)
+            except MnistLabError:
+                raise  # e.g. DIR not writable: stop the batch, say why
+            except Exception as exc:  # the worker died too often, or the task failed in Dask itself
+                row = _row(job, out, "failed", None, describe_failure(exc))
+            done(job, row)
+    except BaseException:
+        client.cancel(list(futures))
+        raise
 
 
 # --------------------------------------------------------------------------- summary
@@ -382,51 +623,168 @@ def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
 
 
-def write_summary(rows: list[dict[str, Any]], jobs: list[Job], out: Path) -> tuple[Path, Path]:
-    """Write ``summary.md`` and ``summary.csv`` in `out` (atomically); returns their paths."""
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=SUMMARY_COLUMNS, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _fmt(row[key]) for key in SUMMARY_COLUMNS})
-    with atomic_write(out / "summary.csv", "w") as handle:
-        handle.write(buffer.getvalue())
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
+
+def _finished(row: dict[str, Any]) -> bool:
+    """A run that counts in the aggregate: done (now or before) and reporting a test accuracy."""
+    return row["status"] != "failed" and _is_number(row["test_acc"])
+
+
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    for cells in rows:
+        lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
+    return lines
+
+
+def aggregate(rows: list[dict[str, Any]], jobs: list[Job]) -> dict[str, list[dict[str, Any]]]:
+    """Per swept notebook, one entry per combination of its non-seed swept values (in run order).
+
+    Each entry: the values, ``accuracies`` (test accuracy of each run that finished), ``runs``,
+    ``failed``, and ``mean``, ``std`` (sample standard deviation; None for fewer than 2),
+    ``min``, ``max`` of the accuracies (None when none finished).
+    """
+    tables: dict[str, dict[tuple, dict[str, Any]]] = {}
+    for job, row in zip(jobs, rows):
+        if not job.grid:
+            continue
+        values = {k: v for k, v in job.grid.items() if k != SEED}
+        group = tables.setdefault(job.stem, {}).setdefault(
+            tuple(json.dumps(v, default=repr) for v in values.values()),
+            {**values, "accuracies": [], "runs": 0, "failed": 0},
+        )
+        group["runs"] += 1
+        group["failed"] += row["status"] == "failed"
+        if _finished(row):
+            group["accuracies"].append(row["test_acc"])
+    result: dict[str, list[dict[str, Any]]] = {}
+    for stem, groups in tables.items():
+        for group in groups.values():
+            accs = group["accuracies"]
+            group["mean"] = statistics.fmean(accs) if accs else None
+            group["std"] = statistics.stdev(accs) if len(accs) > 1 else None
+            group["min"] = min(accs) if accs else None
+            group["max"] = max(accs) if accs else None
+        result[stem] = list(groups.values())
+    return result
+
+
+def _swept_names(jobs: list[Job]) -> list[str]:
+    return list(dict.fromkeys(name for job in jobs for name in job.grid))
+
+
+def sweep_figure(stem: str, groups: list[dict[str, Any]], names: list[str], seeds: list[Any]) -> Any:
+    """One notebook's sweep: accuracy against its first non-seed parameter (one series per the rest), or per seed.
+
+    `seeds`: the seed of each accuracy when seed is the only swept name (then every group is one
+    combination and its accuracies are in seed order).
+    """
+    from .plots import plot_sweep
+
+    others = [name for name in names if name != SEED and name in groups[0]]
+    over = " over seeds" if SEED in names else ""
+    title = f"{stem}: test accuracy{over}"
+    if not others:  # a seed-only sweep: accuracy against the seed, the mean and spread across them
+        return plot_sweep({"": dict(zip(seeds, ([a] for a in groups[0]["accuracies"])))}, SEED, title, True)
+    series: dict[str, dict[Any, list[float]]] = {}
+    for group in groups:
+        label = ", ".join(f"{name}={group[name]}" for name in others[1:])
+        series.setdefault(label, {})[group[others[0]]] = group["accuracies"]
+    return plot_sweep(series, xlabel=others[0], title=title)
+
+
+def write_summary(rows: list[dict[str, Any]], jobs: list[Job], out: Path) -> tuple[Path, Path]:
+    """Write ``summary.md``, ``summary.csv`` and, if swept, ``sweep.csv`` and figures; returns the first two."""
+    names = _swept_names(jobs)
+    columns = [SUMMARY_COLUMNS[0], *names, *SUMMARY_COLUMNS[1:]]
+    _write_csv(out / "summary.csv", columns, rows)
     counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "failed", "skipped")}
+    noun = "run" if names else "notebook"
     lines = [
         "# mnist-lab batch summary",
         "",
-        f"{len(rows)} notebook{'s' if len(rows) != 1 else ''}: {counts['ok']} ok, {counts['failed']} failed, "
+        f"{len(rows)} {noun}{'s' if len(rows) != 1 else ''}: {counts['ok']} ok, {counts['failed']} failed, "
         f"{counts['skipped']} skipped (already done with the same notebook and parameters). "
         "Seconds: wall clock of the whole notebook.",
         "",
-        "| " + " | ".join(SUMMARY_COLUMNS) + " |",
-        "|" + "|".join(["---", "---", "---:", "---:", "---:", "---", "---"]) + "|",
     ]
+    cells = []
     for row in rows:
-        cells = [row["notebook"], row["status"], _fmt_acc(row["test_acc"]), _fmt(row["epochs"]), _fmt(row["seconds"])]
-        cells += [_fmt(row["device"]), _fmt(row["error"])]
-        lines.append("| " + " | ".join(cell.replace("|", "\\|").replace("\n", " ") for cell in cells) + " |")
+        swept = [_fmt(row.get(name)) for name in names]
+        cells.append([row["notebook"], *swept, row["status"], _fmt_acc(row["test_acc"]), _fmt(row["epochs"])])
+        cells[-1] += [_fmt(row["seconds"]), _fmt(row["device"]), _fmt(row["error"])]
+    lines += _markdown_table(columns, cells)
     lines += ["", "## Parameters passed", ""]
+    firsts: dict[str, Job] = {}
     for job in jobs:
-        given = {k: v for k, v in job.params.items() if k != INJECTED}
+        firsts.setdefault(job.stem, job)
+    for job in firsts.values():
+        given = {k: v for k, v in job.params.items() if k != INJECTED and k not in job.grid}
         shown = ", ".join(f"`{k} = {v!r}`" for k, v in given.items()) or "defaults"
-        lines.append(f"- {job.stem}: {shown}")
+        lines.append(f"- {job.stem}: {shown}" + (f"; swept: {', '.join(job.grid)}" if job.grid else ""))
+    lines += _write_sweeps(rows, jobs, out, names)
     with atomic_write(out / "summary.md", "w") as handle:
         handle.write("\n".join(lines) + "\n")
     return out / "summary.md", out / "summary.csv"
 
 
+def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]]) -> None:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({key: _fmt(row.get(key)) for key in columns})
+    with atomic_write(path, "w") as handle:
+        handle.write(buffer.getvalue())
+
+
+def _write_sweeps(rows: list[dict[str, Any]], jobs: list[Job], out: Path, names: list[str]) -> list[str]:
+    """The aggregate tables (``sweep.csv`` and Markdown lines) and one figure per swept notebook."""
+    tables = aggregate(rows, jobs)
+    if not tables:
+        return []
+    others = [name for name in names if name != SEED]
+    flat = [{"notebook": stem, **group} for stem, groups in tables.items() for group in groups]
+    _write_csv(out / SWEEP_FILE, ["notebook", *others, *AGGREGATE_COLUMNS], flat)
+    lines = []
+    for stem, groups in tables.items():
+        shown = [name for name in others if name in groups[0]]
+        over = "over seeds" if any(SEED in job.grid for job in jobs if job.stem == stem) else "per run"
+        lines += ["", f"## Sweep of {stem}: test accuracy {over}", ""]
+        cells = []
+        for g in groups:
+            stats = [_fmt_acc(g["mean"]), "" if g["std"] is None else f"{100 * g['std']:.2f} pp"]
+            cells.append([_fmt(g[name]) for name in shown] + [g["runs"], g["failed"], *stats])
+            cells[-1] += [_fmt_acc(g["min"]), _fmt_acc(g["max"])]
+        lines += _markdown_table([*shown, *AGGREGATE_COLUMNS], cells)
+        if any(g["accuracies"] for g in groups):
+            seeds = [job.grid.get(SEED) for job, row in zip(jobs, rows) if job.stem == stem and _finished(row)]
+            figure = save_figure(sweep_figure(stem, groups, names, seeds), out / stem / FIGURE_FILE)
+            lines += ["", f"![{stem} sweep]({figure.relative_to(out).as_posix()})"]
+    return lines
+
+
 # --------------------------------------------------------------------------- the batch
 
 
-def _report(log: Callable[[str], None], index: int, total: int, row: dict[str, Any]) -> None:
+def _report(log: Callable[[str], None], index: int, total: int, name: str, row: dict[str, Any]) -> None:
     detail = f" in {row['seconds']} s" if row["seconds"] is not None else ""
     if row["test_acc"] is not None:
         detail += f", test accuracy {_fmt_acc(row['test_acc'])}"
     if row["error"]:
         detail += f": {row['error']}"
-    log(f"[{index}/{total}] {row['notebook']}: {row['status']}{detail}")
+    log(f"[{index}/{total}] {name}: {row['status']}{detail}")
+
+
+def _check_options(jobs: int, timeout: int | None, scheduler: str | None) -> None:
+    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
+        raise InvalidParameterError(f"--jobs must be a whole number >= 1, got {jobs!r}.")
+    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
+        raise InvalidParameterError(f"--timeout must be a whole number of seconds >= 1, got {timeout!r}.")
+    if scheduler is not None and not scheduler.strip():
+        raise InvalidParameterError("--scheduler needs an address, e.g. tcp://127.0.0.1:8786.")
 
 
 def run_batch(
@@ -438,160 +796,47 @@ def run_batch(
     force: bool = False,
     timeout: int | None = None,
     log: Callable[[str], None] = print,
+    grid: Sequence[str] = (),
+    scheduler: str | None = None,
 ) -> int:
     """Run the batch (see the module docstring); returns the exit status: 0, 1 (a failure) or 130 (Ctrl-C)."""
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InvalidParameterError(f"--jobs must be a whole number >= 1, got {jobs!r}.")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
-        raise InvalidParameterError(f"--timeout must be a whole number of seconds >= 1, got {timeout!r}.")
-    planned = plan(notebooks, params, params_file, out)
+    _check_options(jobs, timeout, scheduler)
+    planned = plan(notebooks, params, params_file, out, grid)
     out_dir = Path(out).resolve()
     check_writable(out_dir / "summary.md")
-    cwd = repo_root()
     rows: dict[str, dict[str, Any]] = {}
-    todo: list[Job] = []
     for job in planned:
         done = None if force else finished_row(job, out_dir)
         if done is not None:
-            rows[job.stem] = done
-        else:
-            todo.append(job)
+            rows[job.name] = done
+    todo = [job for job in planned if job.name not in rows]
+    where = f"the Dask cluster at {scheduler}" if scheduler else f"a local Dask cluster of {jobs} worker process(es)"
     log(
-        f"mnist-lab batch: {len(planned)} notebook(s), {len(todo)} to run ({len(planned) - len(todo)} already done), "
-        f"{jobs} at a time, working directory {cwd}, results in {out_dir}"
+        f"mnist-lab batch: {len(planned)} run(s), {len(todo)} to run ({len(rows)} already done) on {where}; "
+        f"results in {out_dir}"
     )
-    index = {job.stem: i + 1 for i, job in enumerate(planned)}
-    for stem, row in rows.items():
-        _report(log, index[stem], len(planned), row)
+    index = {job.name: i + 1 for i, job in enumerate(planned)}
+    for name, row in rows.items():
+        _report(log, index[name], len(planned), name, row)
+
+    def done(job: Job, row: dict[str, Any]) -> None:
+        rows[job.name] = row
+        _report(log, index[job.name], len(planned), job.name, row)
+
     interrupted = False
-    current: Job | None = None
     try:
-        if jobs == 1:
-            for current in todo:
-                log(f"[{index[current.stem]}/{len(planned)}] {current.stem}: running")
-                rows[current.stem] = run_job(current, out_dir, timeout, cwd)
-                _report(log, index[current.stem], len(planned), rows[current.stem])
-        else:
-            interrupted = _run_pool(todo, out_dir, timeout, cwd, jobs, rows, index, log)
+        if todo:
+            with dask_client(scheduler, jobs) as client:
+                log(f"Dask dashboard: {client.dashboard_link}")
+                run_on_dask(todo, out_dir, timeout, client, done)
     except KeyboardInterrupt:
         interrupted = True
-        if current is not None:
-            rows.setdefault(current.stem, _row(current, out_dir, "failed", None, "interrupted (Ctrl-C)"))
-    if interrupted:
-        for job in planned:
-            rows.setdefault(job.stem, _row(job, out_dir, "failed", None, "not run: the batch was interrupted"))
-        log("Interrupted. Finished notebooks are recorded: run the same command again to do the rest.")
-    ordered = [rows[job.stem] for job in planned]
+        log("Interrupted. Finished runs are recorded: run the same command again to do the rest.")
+    for job in planned:
+        rows.setdefault(job.name, _row(job, out_dir, "failed", None, "not run: the batch was interrupted"))
+    ordered = [rows[job.name] for job in planned]
     md, csv_path = write_summary(ordered, planned, out_dir)
     log(f"Summary: {md} and {csv_path}")
     if interrupted:
         return EXIT_INTERRUPTED
     return EXIT_FAILED if any(row["status"] == "failed" for row in ordered) else 0
-
-
-def _run_pool(
-    todo: list[Job],
-    out: Path,
-    timeout: int | None,
-    cwd: Path,
-    jobs: int,
-    rows: dict[str, dict[str, Any]],
-    index: dict[str, int],
-    log: Callable[[str], None],
-) -> bool:
-    """Run `todo` in `jobs` worker processes, filling `rows`; True if interrupted by Ctrl-C."""
-    import multiprocessing
-
-    # Processes, not threads: papermill changes the working directory of its process. "forkserver"
-    # (where available): workers fork from a clean server that imported mnist_lab once, which is
-    # both fast and safe (forking this process, which may hold threads, is not); else "spawn".
-    methods = multiprocessing.get_all_start_methods()
-    context = multiprocessing.get_context("forkserver" if "forkserver" in methods else "spawn")
-    if context.get_start_method() == "forkserver":
-        context.set_forkserver_preload([__name__])
-    executor = ProcessPoolExecutor(max_workers=jobs, mp_context=context)
-    futures: dict[Future[dict[str, Any]], Job] = {}
-    try:
-        for job in todo:
-            futures[executor.submit(_worker, job, out, timeout, cwd)] = job
-        pending = set(futures)
-        while pending:
-            done, pending = wait(pending, return_when=FIRST_COMPLETED)
-            for future in done:
-                job = futures[future]
-                try:
-                    rows[job.stem] = future.result()
-                except Exception as exc:  # the worker process itself died
-                    rows[job.stem] = _row(job, out, "failed", None, describe_failure(exc))
-                _report(log, index[job.stem], len(index), rows[job.stem])
-    except KeyboardInterrupt:
-        # Ctrl-C in a terminal reaches the workers too; a signal sent to this process alone is passed on.
-        for process in list(getattr(executor, "_processes", {}).values()):
-            with contextlib.suppress(ProcessLookupError, OSError):
-                os.kill(process.pid, signal.SIGINT)
-        executor.shutdown(wait=True, cancel_futures=True)
-        for future, job in futures.items():
-            if future.done() and not future.cancelled() and future.exception() is None:
-                rows.setdefault(job.stem, future.result())
-        return True
-    executor.shutdown(wait=True)
-    return False
-
-
-# --------------------------------------------------------------------------- command line
-
-
-def _batch(args: argparse.Namespace) -> int:
-    return run_batch(
-        notebooks=args.notebooks or None,
-        params=[tuple(pair) for pair in args.param or []],
-        params_file=args.file,
-        out=args.out,
-        jobs=args.jobs,
-        force=args.force,
-        timeout=args.timeout,
-    )
-
-
-def add_batch_command(sub: argparse._SubParsersAction) -> None:
-    """Register ``mnist-lab batch`` on the CLI's subparsers."""
-    p = sub.add_parser(
-        "batch",
-        help="run notebooks with papermill and summarise their results",
-        description="Run notebooks (default: every notebooks/[0-9]*.ipynb, in order) with papermill on the "
-        "python3 kernel, working directory = the repository root. Writes DIR/<stem>.ipynb (executed copy), "
-        "DIR/<stem>/ (the notebook's output_dir: metrics.json, figures) and DIR/summary.md + summary.csv. "
-        "Notebooks already run with the same parameters are skipped unless --force.",
-        epilog="-f FILE: a YAML mapping; a parameter name applies to every notebook that declares it, a notebook "
-        "stem (e.g. 03_mlp) maps to that notebook's own parameters. -p beats -f. A name no chosen notebook "
-        "declares is an error before anything runs.",
-    )
-    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to run (default: the whole series)")
-    p.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        metavar=("NAME", "VALUE"),
-        help="set a parameter (VALUE read as YAML: 3 is an int, null is None); repeatable",
-    )
-    p.add_argument("-f", "--file", metavar="FILE", help="YAML file of parameters (common and/or per notebook)")
-    p.add_argument("--out", required=True, metavar="DIR", help="folder for executed copies, results and summary")
-    p.add_argument("--jobs", type=int, default=1, metavar="N", help="notebooks run at once (default 1)")
-    p.add_argument("--force", action="store_true", help="rerun notebooks already done with the same parameters")
-    p.add_argument("--timeout", type=int, metavar="SECONDS", help="fail a notebook whose cell runs longer than this")
-    p.set_defaults(func=_batch)
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """``python -m mnist_lab.batch ...``, the same as ``mnist-lab batch ...``."""
-    parser = argparse.ArgumentParser(prog="python -m mnist_lab.batch")
-    add_batch_command(parser.add_subparsers(dest="command", required=True))
-    args = parser.parse_args(["batch", *(sys.argv[1:] if argv is None else argv)])
-    from .cli import run_command
-
-    return run_command(args, "mnist-lab batch")
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
-from .batch import add_batch_command
 from .config import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 from .data import check_files, locate, search_dirs
 from .devices import DEVICES, get_device, set_seed
@@ -270,6 +269,63 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     except MnistLabError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+def _batch(args: argparse.Namespace) -> int:
+    from .batch import run_batch  # Dask and papermill load only for this command
+
+    return run_batch(
+        notebooks=args.notebooks or None,
+        params=[tuple(pair) for pair in args.param or []],
+        params_file=args.file,
+        out=args.out,
+        jobs=args.jobs,
+        force=args.force,
+        timeout=args.timeout,
+        grid=args.grid or [],
+        scheduler=args.scheduler,
+    )
+
+
+def add_batch_command(sub: argparse._SubParsersAction) -> None:
+    """Register ``mnist-lab batch`` (see `mnist_lab.batch`)."""
+    p = sub.add_parser(
+        "batch",
+        help="run notebooks with papermill on Dask, sweep their parameters, summarise their results",
+        description="Run notebooks (default: every notebooks/[0-9]*.ipynb, in order) with papermill, on a local "
+        "Dask cluster or an existing one; working directory = the repository root. Writes DIR/<run>.ipynb "
+        "(executed copy), DIR/<run>/ (the notebook's output_dir: metrics.json, figures) and DIR/summary.md + "
+        "summary.csv; a sweep adds DIR/sweep.csv and DIR/<notebook>/sweep.png. Runs already done with the same "
+        "parameters are skipped unless --force.",
+        epilog="-f FILE: a YAML mapping; a parameter name applies to every notebook that declares it, a notebook "
+        "stem (e.g. 03_mlp) maps to that notebook's own parameters. -p beats -f. --grid seed=0..9 --grid "
+        "lr=0.05,0.1 runs every combination; runs are named DIR/<notebook>/lr=0.05,seed=0. A name no chosen "
+        "notebook declares is an error before anything runs.",
+    )
+    p.add_argument("notebooks", nargs="*", metavar="NOTEBOOK", help="notebooks to run (default: the whole series)")
+    p.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        metavar=("NAME", "VALUE"),
+        help="set a parameter (VALUE read as YAML: 3 is an int, null is None); repeatable",
+    )
+    p.add_argument("-f", "--file", metavar="FILE", help="YAML file of parameters (common and/or per notebook)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        metavar="NAME=V1,V2",
+        help="sweep a parameter over values read like -p, or a range NAME=A..B of whole numbers; repeatable, "
+        "every combination runs",
+    )
+    p.add_argument("--out", required=True, metavar="DIR", help="folder for executed copies, results and summary")
+    where = p.add_mutually_exclusive_group()
+    where.add_argument("--jobs", type=int, default=1, metavar="N", help="local Dask worker processes (default 1)")
+    where.add_argument(
+        "--scheduler", metavar="ADDRESS", help="run on an existing Dask cluster, e.g. tcp://10.0.0.5:8786"
+    )
+    p.add_argument("--force", action="store_true", help="rerun runs already done with the same parameters")
+    p.add_argument("--timeout", type=int, metavar="SECONDS", help="fail a run whose cell runs longer than this")
+    p.set_defaults(func=_batch)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -277,5 +277,50 @@ def plot_bp_graph() -> Figure:
     ax.text(-0.65, 2.2, "forward: every a and z is kept in the cache", fontsize=9, va="top")
     ax.text(6.0, -0.25, "dz3 = (P−Y)/B", fontsize=9, color="red", ha="center")
     ax.text(7.2, -2.35, "backward (red): uses the cached a and z", fontsize=9, color="red", va="bottom", ha="right")
+def plot_sweep(
+    accuracies: dict[str, dict[object, Sequence[float]]],
+    xlabel: str,
+    title: str = "test accuracy",
+    seeds_on_x: bool = False,
+) -> Figure:
+    """Accuracy against a swept parameter: every run as a dot, the mean over seeds with ±1 std bars.
+
+    `accuracies` maps a series label (the other swept values, "" for none) to
+    ``{x value: [accuracy of each seed]}``, accuracies as fractions. Numbers on the x axis are
+    spaced by value (on a log scale when they are positive and span a factor of 10 or more),
+    anything else is one category each. With ``seeds_on_x`` the x values are the seeds
+    themselves (one run each): the mean over them is a dashed line in a ±1 std band.
+    """
+    xs = list(dict.fromkeys(x for series in accuracies.values() for x in series))
+    numeric = all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in xs)
+    position = {x: (x if numeric else i) for i, x in enumerate(xs)}
+    fig, ax = plt.subplots(figsize=(6.4, 4.0))
+    for i, (label, series) in enumerate(accuracies.items()):
+        color = f"C{i}"
+        points = [(position[x], 100 * np.asarray(accs, dtype=float)) for x, accs in series.items() if len(accs)]
+        for x, accs in points:  # one dot per run
+            ax.plot(np.full(len(accs), x), accs, "o", color=color, alpha=1 if seeds_on_x else 0.35, markersize=4)
+        if seeds_on_x:
+            every = np.concatenate([accs for _, accs in points])
+            mean, std = every.mean(), every.std(ddof=1) if len(every) > 1 else 0.0
+            ax.axhline(mean, color=color, linestyle="--", label=f"{label} mean {mean:.2f} %, std {std:.2f} pp".strip())
+            ax.axhspan(mean - std, mean + std, color=color, alpha=0.15)
+            continue
+        means = [accs.mean() for _, accs in points]
+        stds = [accs.std(ddof=1) if len(accs) > 1 else 0.0 for _, accs in points]
+        ax.errorbar([x for x, _ in points], means, yerr=stds, color=color, marker="s", capsize=4, label=label or None)
+    if numeric and not seeds_on_x and min(xs) > 0 and max(xs) / min(xs) >= 10:
+        ax.set_xscale("log")
+    if not numeric:
+        ax.set_xticks(range(len(xs)), [str(x) for x in xs])
+    elif len(xs) <= 12:
+        ax.set_xticks(xs, [str(x) for x in xs])
+        ax.minorticks_off()
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    if seeds_on_x or any(accuracies):
+        ax.legend()
     fig.tight_layout()
     return fig

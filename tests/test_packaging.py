@@ -19,7 +19,6 @@ from mnist_lab import (
     handwriting,
     history,
     models,
-    nbtools,
     notebook,
     plots,
     speed,
@@ -55,7 +54,7 @@ def test_environment_yml_installs_what_pyproject_names():
 
 
 MODULES = [backprop, batch, bench, checkpoints, cli, config, conv, cuda_graph, data, devices, errors, fast_recipe]
-MODULES += [files, handwriting, history, models, nbtools, notebook, plots, softmax, speed, train]
+MODULES += [files, handwriting, history, models, notebook, plots, softmax, speed, train]
 
 
 @pytest.mark.parametrize("module", MODULES)
