@@ -409,6 +409,29 @@ def this_python_kernel_manager() -> type:
 # papermill changes the working directory of the whole process while it runs a notebook, so a
 # worker process with several threads runs one notebook at a time (the local cluster has one thread).
 _ONE_AT_A_TIME = threading.Lock()
+THREAD_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS")
+
+
+@contextlib.contextmanager
+def kernel_threads_as_outside_dask() -> Iterator[None]:
+    """Lift the thread limits Dask's nanny puts on its worker processes while a kernel starts.
+
+    The nanny sets ``OMP_NUM_THREADS=1`` (and MKL's, OpenBLAS's) so that tasks sharing a worker
+    process do not oversubscribe the CPUs; a notebook's kernel is a process of its own, which
+    would then train on one thread. Only values equal to what the nanny sets are lifted.
+    """
+    import dask
+
+    set_by_dask = dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}
+    lifted = {
+        name: os.environ.pop(name)
+        for name in THREAD_VARIABLES
+        if name in set_by_dask and os.environ.get(name) == str(set_by_dask[name])
+    }
+    try:
+        yield
+    finally:
+        os.environ.update(lifted)
 
 
 def execute_run(notebook: bytes, params: dict[str, Any], timeout: int | None) -> dict[str, Any]:
@@ -420,7 +443,11 @@ def execute_run(notebook: bytes, params: dict[str, Any], timeout: int | None) ->
     """
     import papermill
 
-    with _ONE_AT_A_TIME, tempfile.TemporaryDirectory(prefix="mnist-lab-batch-") as scratch:
+    with (
+        _ONE_AT_A_TIME,
+        kernel_threads_as_outside_dask(),
+        tempfile.TemporaryDirectory(prefix="mnist-lab-batch-") as scratch,
+    ):
         source, executed, output = Path(scratch, "input.ipynb"), Path(scratch, "executed.ipynb"), Path(scratch, "out")
         source.write_bytes(notebook)
         output.mkdir()
