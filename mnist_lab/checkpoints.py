@@ -200,7 +200,9 @@ def check_checkpoint_target(
     """
     if path is None:
         if resume:
-            raise InvalidParameterError("resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH.")
+            raise InvalidParameterError(
+                "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
+            )
         return
     path = check_target(path, overwrite=overwrite)
     if overwrite or resume or not path.exists():
@@ -231,6 +233,17 @@ def save_progress(
     save_checkpoint(path, model, optimizer, history, extra, overwrite=overwrite)
 
 
+def saved_epochs(path: str | os.PathLike[str] | None) -> int:
+    """How many finished epochs the checkpoint at `path` holds (0: none, no file, or not readable)."""
+    if path is None or not Path(path).is_file():
+        return 0
+    try:
+        state = read_checkpoint(path, mmap=True)
+        return len(state["history"]["epoch"])
+    except (CheckpointError, KeyError, TypeError):
+        return 0
+
+
 def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) -> History | None:
     """Continue from a checkpoint written by `save_progress`: its history, ready to go on (None: no file yet).
 
@@ -241,7 +254,9 @@ def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) 
     epochs than `config.epochs`.
     """
     if path is None:
-        raise InvalidParameterError("resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH.")
+        raise InvalidParameterError(
+            "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
+        )
     if not Path(path).is_file():
         if log is not None:
             log(f"No checkpoint at {path} yet: starting from epoch 1.")

@@ -12,6 +12,7 @@ small JSON report that ``mnist-lab batch`` collects into its summary table.
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -70,8 +71,14 @@ def brief_message(exc: BaseException) -> str | None:
     return f"{type(exc).__name__}: {advice}" if advice else None
 
 
-def _brief(shell, etype, value, tb, tb_offset=None) -> list[str]:
+def _brief(shell, etype, value, tb, tb_offset=None) -> None:
+    """IPython's custom handler: it must show the error itself (its return value is ignored)."""
+    sys.last_type, sys.last_value, sys.last_traceback = etype, value, tb  # so that %debug still works
     message = brief_message(value)
     if message is None:  # a RuntimeError that is not about memory: the usual traceback
-        return shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
-    return [f"\x1b[0;31m{message}\x1b[0m"]  # red, as IPython shows errors
+        stb = shell.InteractiveTB.structured_traceback(etype, value, tb, tb_offset=tb_offset)
+    else:
+        stb = [f"\x1b[0;31m{message}\x1b[0m"]  # red, as IPython shows errors
+    # _showtraceback is what every IPython front end overrides to show an error (ipykernel
+    # sends it as the cell's error output, so papermill and nbval still see the cell fail).
+    shell._showtraceback(etype, value, stb)

@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoints import check_checkpoint_target, resume_from, save_progress
+from .checkpoints import check_checkpoint_target, resume_from, save_progress, saved_epochs
 from .config import ONECYCLE_WARMUP, TrainConfig
 from .data import IMAGE_SHAPE, NUM_CLASSES, mnist_loader
 from .data import normalize as normalize_images
@@ -275,8 +275,9 @@ def _stop_interrupted(history: History, checkpoint, log) -> None:
     history.stopped = "interrupted"
     if log is None:
         return
-    saved = f"; the last finished epoch is saved in {checkpoint}" if checkpoint and history.epochs else ""
-    log(f"Interrupted after {history.epochs} finished epoch(s){saved}. Run again with resume=True to continue.")
+    saved = saved_epochs(checkpoint)  # read back: the interrupt may have stopped the last save
+    kept = f"; {checkpoint} holds epoch {saved}" if saved else ""
+    log(f"Interrupted after {history.epochs} finished epoch(s){kept}. Run again with resume=True to continue.")
 
 
 # --- evaluation and prediction -------------------------------------------------------
@@ -332,8 +333,8 @@ def predict(model: nn.Module, images: Any, k: int = 3, normalize: str | None = N
     """
     k = min(check_int("k", k, minimum=1), NUM_CLASSES)
     x = _image_batch(images)  # (N, 1, 28, 28)
-    if not x.is_floating_point():
-        x = normalize_images(x.to(torch.uint8), normalize or getattr(model, "RECIPE", TrainConfig()).normalize)
+    if x.dtype == torch.uint8:
+        x = normalize_images(x, normalize or getattr(model, "RECIPE", TrainConfig()).normalize)
     model.eval()
     probs = F.softmax(model(x.to(_model_device(model))).float(), dim=1)
     top = probs.topk(k, dim=1)
@@ -367,11 +368,14 @@ def _image_batch(images: Any) -> Tensor:
                 f"These float pixels reach {images.abs().max().item():g}: they look like raw 0-255 values, not "
                 "normalised ones. Pass them as uint8 (images.to(torch.uint8)) and predict normalises them."
             )
-    elif images.min() < 0 or images.max() > 255:
-        raise InvalidParameterError(
-            f"Integer pixels must lie in 0-255 (got {images.min().item()} to {images.max().item()}); "
-            "scale 16-bit images down to 8 bits first."
-        )
+    elif images.dtype != torch.uint8:
+        wide = images.to(torch.int64)  # not every integer type has min() (uint16 has not)
+        if wide.min() < 0 or wide.max() > 255:
+            raise InvalidParameterError(
+                f"Integer pixels must lie in 0-255 (got {wide.min().item()} to {wide.max().item()}); "
+                "scale 16-bit images down to 8 bits first."
+            )
+        images = wide.to(torch.uint8)
     return images.reshape(-1, *IMAGE_SHAPE)  # a lone image gets its batch dimension
 
 
