@@ -36,6 +36,7 @@ PICKLE_PROTOCOL_2 = b"\x80\x02"  # the start of the older, pre-zip torch.save fo
 # Settings that must be the same to continue a run exactly: they decide which
 # samples each step sees, what the pixels are, and what the optimiser keeps.
 SAME_TO_RESUME = ("optimizer", "batch_size", "normalize", "shuffle", "seed", "limit", "drop_last", "schedule")
+START_OVER = "start over: --overwrite instead of --resume (overwrite=True, resume=False)"
 OPTIMIZER_KEYS = {"sgd": "momentum", "adam": "betas", "adadelta": "rho"}  # a setting only that optimiser has
 
 
@@ -152,13 +153,18 @@ def load_checkpoint(
     return state
 
 
-def _load_model_state(path: Path, state: dict[str, Any], model: nn.Module) -> None:
-    saved, wanted = state["model"], model_name(model)
+def _check_model_name(path: Path, state: dict[str, Any], model: nn.Module) -> None:
+    saved, wanted = state.get("model"), model_name(model)
     if saved != wanted:
         raise CheckpointError(
             f"{path} holds a {saved!r} model, but you are loading it into a {wanted!r} model. "
             f"Build the model with build_model({saved!r}), or pick the checkpoint of {wanted!r}."
         )
+
+
+def _load_model_state(path: Path, state: dict[str, Any], model: nn.Module) -> None:
+    _check_model_name(path, state, model)
+    saved, wanted = state["model"], model_name(model)
     try:
         model.load_state_dict(state["model_state"])
     except RuntimeError as exc:
@@ -177,14 +183,13 @@ def _load_optimizer_state(path: Path, state: dict[str, Any], optimizer: torch.op
         raise CheckpointError(
             f"{path} holds the state of another optimiser than {type(optimizer).__name__} "
             f"(its settings: {', '.join(sorted(k for k in groups[0] if k != 'params'))}). Resume with the "
-            "optimiser it was trained with, or start over (--overwrite, overwrite=True)."
+            f"optimiser it was trained with, or {START_OVER}."
         )
     try:
         optimizer.load_state_dict(saved)
     except (ValueError, KeyError) as exc:
         raise CheckpointError(
-            f"{path} holds an optimiser state that does not fit this model's parameters ({exc}). "
-            "Start over (--overwrite, overwrite=True)."
+            f"{path} holds an optimiser state that does not fit this model's parameters ({exc}); {START_OVER}."
         ) from exc
 
 
@@ -262,6 +267,7 @@ def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) 
             log(f"No checkpoint at {path} yet: starting from epoch 1.")
         return None  # the first run of a resumable job
     state = load_checkpoint(path)
+    _check_model_name(Path(path), state, model)  # before anything else: the clearest message
     history = _saved_history(path, state)
     _check_same_recipe(path, history, config, log)
     _load_model_state(Path(path), state, model)
@@ -285,7 +291,7 @@ def _saved_history(path, state: dict[str, Any]) -> History:
         raise CheckpointError(
             f"{path} holds weights only (saved without optimiser and history, e.g. by save_checkpoint(path, "
             "model)), so training cannot resume from it. Use the weights with load_checkpoint(path, model), "
-            "or start over: --overwrite (overwrite=True)."
+            f"or {START_OVER}."
         )
     try:
         return History.from_dict(state["history"])
@@ -304,12 +310,12 @@ def _check_same_recipe(path, history: History, config: TrainConfig, log) -> None
         listed = ", ".join(f"{k} {old!r} then, {new!r} now" for k, (old, new) in fatal.items())
         raise CheckpointError(
             f"{path} was trained with other settings ({listed}), so resuming would not continue the same run. "
-            "Resume with the settings it was trained with, or start over: --overwrite (overwrite=True)."
+            f"Resume with the settings it was trained with, or {START_OVER}."
         )
     if history.epochs > config.epochs:
         raise CheckpointError(
             f"{path} already holds {history.epochs} finished epochs, more than the {config.epochs} asked for. "
-            f"Ask for more epochs (e.g. --epochs {history.epochs + 1}) to continue it, or start over: --overwrite."
+            f"Ask for more epochs (e.g. --epochs {history.epochs + 1}) to continue it, or {START_OVER}."
         )
     if changed and log is not None:
         listed = ", ".join(f"{k} {old!r} -> {new!r}" for k, (old, new) in changed.items())

@@ -152,6 +152,15 @@ def test_1_another_models_checkpoint_is_refused_unless_overwrite(tmp_path, capsy
     check_checkpoint_target(path, build_model("softmax_regression"), False, overwrite=True)  # asked for: allowed
 
 
+def test_1_with_overwrite_another_models_checkpoint_is_replaced_and_nothing_else(tmp_path, capsys):
+    path = save_checkpoint(tmp_path / "ck.pt", build_model("mlp"))
+    before = snapshot(tmp_path)
+    code, out, err = cli(capsys, *train_args(), "--checkpoint", path, "--overwrite")
+    assert code == 0 and err == ""
+    assert changed(before, snapshot(tmp_path)) == {"ck.pt"}
+    assert load_checkpoint(path)["model"] == "softmax_regression"
+
+
 def test_1_a_file_that_is_not_a_checkpoint_is_refused_as_checkpoint(tmp_path, capsys):
     (tmp_path / "notes.txt").write_text("my notes")
     err = refused(capsys, tmp_path, *train_args(), "--checkpoint", tmp_path / "notes.txt")
@@ -348,6 +357,17 @@ def test_4_more_finished_epochs_than_asked_for_is_refused_and_equal_is_done(tiny
     assert "already holds 2 finished epochs, more than the 1" in str(info.value) and "--epochs 3" in str(info.value)
     history, lines = _resume(path, config, epochs=2)
     assert history.epochs == 2 and "nothing left to train" in lines[0]
+
+
+def test_4_resuming_another_models_checkpoint_names_both_models_first(tiny_checkpoint):
+    path, config = tiny_checkpoint
+    model = build_model("mlp", seed=0)
+    weights = {k: v.clone() for k, v in model.state_dict().items()}
+    with pytest.raises(
+        CheckpointError, match="holds a 'softmax_regression' model, but you are loading it into a 'mlp'"
+    ):
+        fit(model, config.replace(epochs=2), checkpoint=path, resume=True, progress=False, log=None)
+    assert all(torch.equal(weights[k], v) for k, v in model.state_dict().items())  # the model is left as it was
 
 
 def test_4_resume_without_checkpoint_is_refused_before_training(tmp_path, capsys):
