@@ -281,8 +281,8 @@ def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) 
     if "loader_state" in state and hasattr(loader, "load_state_dict"):
         loader.load_state_dict(state["loader_state"])
     if log is not None:
-        done = " (all of them: nothing left to train)" if history.epochs == config.epochs else ""
-        log(f"Resuming from {path}: {history.epochs} of {config.epochs} epochs done{done}.")
+        done = " All of them are done: nothing left to train." if history.epochs == config.epochs else ""
+        log(f"Resuming from {path} after epoch {history.epochs} of {config.epochs}.{done}")
     return history
 
 
