@@ -8,8 +8,11 @@ divergence check every `CHECK_EVERY` steps.
 `fit` builds device-resident MNIST loaders from the config unless it is given
 loaders. With ``checkpoint`` it saves the weights, optimiser, history and shuffling
 state after every epoch (atomically), and ``resume=True`` continues from that file
-up to ``config.epochs``. A loss that turns NaN or infinite stops training with a
-`DivergenceWarning`; Ctrl-C (or a kernel interrupt) stops it too. Either way the
+up to ``config.epochs`` (refusing a file it cannot continue exactly). Before loading
+any data it refuses a checkpoint path that holds anything but an earlier run of the
+same model, unless ``overwrite=True`` (`mnist_lab.checkpoints.check_checkpoint_target`).
+A loss that turns NaN or infinite stops training with a `DivergenceWarning`; Ctrl-C
+(a kernel interrupt, or SIGTERM in the command line) stops it too. Either way the
 finished epochs' history is returned (``history.stopped`` says why) and the
 checkpoint holds the last good epoch. The test loss is never label-smoothed.
 
