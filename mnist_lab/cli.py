@@ -306,7 +306,7 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
         return EXIT_USAGE
     except KeyboardInterrupt as exc:
         name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        print(f"{prog}: stopped by {name} before the command finished; no file was left half-written.", file=sys.stderr)
+        print(f"{prog}: stopped by {name} before the command finished.", file=sys.stderr)
         return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         advice = out_of_memory(exc)
