@@ -1,8 +1,11 @@
 """The ``mnist-lab`` command line: train, models, data, bench, batch. Every argparse parser lives here.
 
 Every option has ``--help``. Bad input (an unknown model, an impossible number,
-missing data) prints one clear message and exits with status 2; a run that
-diverges exits with 1; an interrupted run exits with 130 after saving what it has.
+missing data, an output path that cannot or must not be written) prints one clear
+message and exits with status 2; a run that diverges exits with 1; a run
+interrupted by Ctrl-C exits with 130 and one stopped by SIGTERM with 143, after
+saving what it has. SIGTERM is turned into an interrupt (`errors.Terminated`) so
+that the same clean-up runs: no half-written file, no traceback.
 """
 
 from __future__ import annotations
@@ -10,20 +13,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import shlex
+import signal
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
 from . import __version__
+from .checkpoints import check_checkpoint_target
 from .config import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
-from .data import check_files, locate, search_dirs
+from .data import check_files, find_files, locate, search_dirs
 from .devices import DEVICES, get_device, set_seed
-from .errors import InvalidParameterError, MnistLabError, check_positive_int
-from .files import check_writable, save_figure
+from .errors import InvalidParameterError, MnistLabError, Terminated, check_positive_int, out_of_memory
+from .files import check_figure_path, check_outputs, check_writable, save_figure, write_json
 from .models import build_model, model_class, model_table
 from .train import fit
 
-EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED = 2, 1, 130
+EXIT_USAGE, EXIT_DIVERGED, EXIT_INTERRUPTED, EXIT_TERMINATED = 2, 1, 130, 143
 
 # Help for every TrainConfig field; `mnist-lab train` has one option per field (a test checks it).
 TRAIN_HELP = {
@@ -72,6 +78,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--plot", metavar="PATH", help="save the training curves here (PNG, PDF, SVG)")
     p.add_argument("--checkpoint", metavar="PATH", help="save weights after every epoch here")
     p.add_argument("--resume", action="store_true", help="continue from --checkpoint if it exists")
+    p.add_argument("--overwrite", action="store_true", help="replace what is at --checkpoint/--json/--plot even if "
+                   "it is not this model's checkpoint (another model's, a link, a write-protected file)")  # fmt: skip
     for name in SPEED_SWITCHES:
         p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                        help=f"speed switch {name} (default: what pays on the device)")  # fmt: skip
@@ -87,28 +95,39 @@ def _train(args: argparse.Namespace) -> int:
     cls = model_class(args.model)
     names = [field.name for field in dataclasses.fields(TrainConfig)]
     config = cls.RECIPE.replace(**{k: getattr(args, k) for k in names if getattr(args, k) is not None})
-    for path in (args.json, args.plot, args.checkpoint):
-        if path:
-            check_writable(path)
     device = get_device(args.device)
     set_seed(config.seed)
     net = build_model(args.model, seed=config.seed)
+    _check_train_outputs(args, net)
     speed = _speed(args, Speed.auto(net, device))
     print(f"Training {args.model} ({cls.SOURCE}) with {config}; speed: {speed.describe()}")
     history = fit(
-        net, config, device=device, data_dir=args.data_dir, speed=speed,
-        checkpoint=args.checkpoint, resume=args.resume, progress=not args.no_progress,
+        net, config, device=device, data_dir=args.data_dir, speed=speed, checkpoint=args.checkpoint,
+        resume=args.resume, overwrite=args.overwrite, progress=not args.no_progress,
     )  # fmt: skip
     if args.json:
-        print(f"History written to {history.save_json(args.json)}")
+        print(f"History written to {write_json(args.json, history.to_dict(), overwrite=args.overwrite)}")
     if args.plot and history.epochs:
-        print(f"Curves saved to {save_figure(plot_curves(history), args.plot)}")
+        print(f"Curves saved to {save_figure(plot_curves(history), args.plot, overwrite=args.overwrite)}")
     if history.stopped == "diverged":
         return EXIT_DIVERGED
     if history.stopped == "interrupted":
-        return EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _signals.terminated else EXIT_INTERRUPTED
     print(f"Final test accuracy of {args.model}: {history.final_test_acc:.2%} on {history.device}")
     return 0
+
+
+def _check_train_outputs(args: argparse.Namespace, net) -> None:
+    """Every output path checked before any data is loaded: writable, a file, not an input, not another output."""
+    if args.json:
+        check_writable(args.json, overwrite=args.overwrite)
+    if args.plot:
+        check_figure_path(args.plot, overwrite=args.overwrite)
+    inputs = {f"the MNIST data file {name}": path for name, path in find_files(args.data_dir).items()}
+    check_outputs({"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}, inputs)
+    if args.checkpoint:
+        check_writable(args.checkpoint, overwrite=args.overwrite)
+    check_checkpoint_target(args.checkpoint, net, args.resume, args.overwrite, log=None)
 
 
 def _speed(args: argparse.Namespace, auto):
@@ -262,13 +281,44 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _Signals:
+    """Whether SIGTERM arrived (it stops a run like Ctrl-C, but the exit status differs)."""
+
+    terminated = False
+
+
+_signals = _Signals()
+
+
+def _on_sigterm(signum, frame) -> None:
+    _signals.terminated = True
+    raise Terminated("SIGTERM")
+
+
 def run_command(args: argparse.Namespace, prog: str) -> int:
-    """Run ``args.func(args)``; a `MnistLabError` prints one line and returns `EXIT_USAGE`."""
+    """Run ``args.func(args)``; errors the user can fix print one paragraph, never a traceback.
+
+    A `MnistLabError` or a failed memory allocation returns `EXIT_USAGE`; Ctrl-C or
+    SIGTERM outside training (during start-up, data loading, or writing results)
+    returns 130 or 143.
+    """
     try:
         return args.func(args)
     except MnistLabError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        print(f"{prog}: stopped by {name} before the command finished.", file=sys.stderr)
+        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+    except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
+        advice = out_of_memory(exc)
+        if advice is None:
+            raise
+        print(f"{prog}: error: {advice}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 def _batch(args: argparse.Namespace) -> int:
     from .batch import run_batch  # Dask and papermill load only for this command
 
@@ -329,11 +379,18 @@ def add_batch_command(sub: argparse._SubParsersAction) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command line; returns the exit status."""
+    """Run the command line; returns the exit status. SIGTERM becomes an interrupt while it runs."""
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
     args.command_line = shlex.join(["mnist-lab", *argv])
-    return run_command(args, "mnist-lab")
+    if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
+        return run_command(args, "mnist-lab")
+    _signals.terminated = False
+    previous = signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return run_command(args, "mnist-lab")
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from .errors import (
     check_bool,
     check_choice,
     check_float,
-    check_int,
     check_optional_limit,
     check_positive_int,
+    check_seed,
     unknown_choice,
 )
 
@@ -79,7 +79,7 @@ class TrainConfig:
         check_positive_int("test_batch_size", self.test_batch_size)
         check_choice("normalize", self.normalize, NORMALIZATIONS)
         check_bool("shuffle", self.shuffle)
-        check_int("seed", self.seed, minimum=0)
+        check_seed("seed", self.seed)
         check_optional_limit("limit", self.limit)
         check_optional_limit("test_limit", self.test_limit)
         check_float("label_smoothing", self.label_smoothing, minimum=0.0)

@@ -18,6 +18,7 @@ import functools
 import gzip
 import hashlib
 import os
+import stat
 import tempfile
 import zlib
 from collections.abc import Callable
@@ -47,6 +48,14 @@ FILES: dict[str, str] = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
+# Their sizes in bytes (header + pixels or labels): reading stops one byte past these,
+# so a crafted .gz that inflates to gigabytes is refused after reading only this much.
+SIZES: dict[str, int] = {
+    "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
+    "train-labels-idx1-ubyte": 8 + 60_000,
+    "t10k-images-idx3-ubyte": 16 + 10_000 * 28 * 28,
+    "t10k-labels-idx1-ubyte": 8 + 10_000,
+}
 SPLITS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
@@ -69,17 +78,40 @@ def default_data_root() -> Path:
 
 
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """The folders searched for the MNIST files, in order."""
+    """The folders searched for the MNIST files, in order.
+
+    A folder you name (`data_dir`, or ``MNIST_LAB_DATA``) that is a file, a symbolic
+    link loop or a folder that cannot be entered raises `DataError`; so does an
+    ``MNIST_LAB_DATA`` that does not exist (rather than a silent fall-back to ``data/``).
+    """
     if data_dir is not None:
-        roots = [Path(data_dir)]
+        roots = [_check_root(Path(data_dir).expanduser(), "The data folder", must_exist=False)]
     else:
-        roots = [Path(p) for p in [os.environ.get(ENV_DATA)] if p]
+        env = os.environ.get(ENV_DATA)
+        roots = [_check_root(Path(env).expanduser(), f"{ENV_DATA}={env}", must_exist=True)] if env else []
         roots.append(default_data_root())
     dirs: list[Path] = []
     for root in roots:
-        root = root.expanduser()
         dirs += [root, root / "MNIST" / "raw"]
     return dirs
+
+
+def _check_root(root: Path, named: str, must_exist: bool) -> Path:
+    """`root` if it is a folder that can be searched (or may be created later); else a `DataError`."""
+    fix = f"Point it at the folder that holds the four MNIST files (e.g. ../shared/mnist), or unset {ENV_DATA}."
+    try:
+        info = root.stat()
+    except FileNotFoundError:
+        if must_exist:
+            raise DataError(f"{named}: that folder does not exist. {fix}") from None
+        return root
+    except OSError as exc:  # ELOOP (a symbolic link loop), EACCES on the way, ENOTDIR
+        raise DataError(f"{named}: {root} cannot be used ({exc.strerror or exc}). {fix}") from exc
+    if not stat.S_ISDIR(info.st_mode):
+        raise DataError(f"{named}: {root} is a file, not a folder. {fix}")
+    if not os.access(root, os.R_OK | os.X_OK):
+        raise DataError(f"{named}: you may not open the folder {root} (permission denied). {fix}")
+    return root
 
 
 @dataclass(frozen=True)
@@ -95,27 +127,49 @@ class FileStatus:
 def _find(name: str, dirs: list[Path]) -> Path | None:
     for folder in dirs:
         for candidate in (folder / name, folder / f"{name}.gz"):
-            if candidate.is_file():
+            try:
+                info = candidate.stat()
+            except (FileNotFoundError, NotADirectoryError):
+                continue
+            except OSError as exc:  # a folder that cannot be entered, a link loop, an I/O error
+                raise DataError(
+                    f"Could not look at {candidate}: {exc.strerror or exc}. Check the permissions of that "
+                    "folder, or point MNIST_LAB_DATA / --data-dir at a copy you can read."
+                ) from exc
+            if stat.S_ISREG(info.st_mode):
                 return candidate
     return None
 
 
 def _read_bytes(path: Path) -> bytes:
-    """The raw IDX bytes of `path`, decompressing ``.gz``."""
+    """The raw IDX bytes of `path`, decompressing ``.gz``; at most one byte more than MNIST's size."""
+    limit = SIZES.get(_base(path), -2) + 1  # one byte more than expected shows the file is too long
     try:
         if path.suffix == ".gz":
             with gzip.open(path, "rb") as handle:
-                return handle.read()
-        return path.read_bytes()
+                return handle.read(limit)
+        with open(path, "rb") as handle:
+            return handle.read(limit)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(
             f"{path} is truncated or is not a gzip file ({exc}). Delete it and copy or "
             "download MNIST again (see `mnist-lab data --help`)."
         ) from exc
+    except OSError as exc:  # permission denied, an I/O error of a failing disk, a folder
+        raise DataError(
+            f"Could not read {path}: {exc.strerror or exc}. Check the file's permissions and the disk, or "
+            "point MNIST_LAB_DATA / --data-dir at another copy of MNIST."
+        ) from exc
 
 
 def _verified_bytes(name: str, path: Path) -> bytes:
     data = _read_bytes(path)
+    if len(data) > SIZES[name]:
+        raise ChecksumError(
+            f"{path} is longer than the MNIST file {name} ({SIZES[name]:,} bytes, decompressed); reading stopped. "
+            "The file is not MNIST; it was left as it is. Delete it and copy or "
+            "download MNIST again (`mnist-lab data --download`)."
+        )
     actual = hashlib.sha256(data).hexdigest()
     if actual != FILES[name]:
         raise ChecksumError(
@@ -125,6 +179,13 @@ def _verified_bytes(name: str, path: Path) -> bytes:
             "(`mnist-lab data --download`)."
         )
     return data
+
+
+def find_files(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
+    """The MNIST files present in the searched folders, ``{name: path}``, without downloading or verifying."""
+    dirs = search_dirs(data_dir)
+    found = {name: _find(name, dirs) for name in FILES}
+    return {name: path for name, path in found.items() if path is not None}
 
 
 def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
@@ -171,7 +232,11 @@ def download_mnist(target: Path, names: list[str], searched: list[Path]) -> None
     """
     from torchvision.datasets import MNIST
 
-    target.mkdir(parents=True, exist_ok=True)
+    try:
+        target.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        why = f" Could not create {target} for the download: {exc.strerror or exc}."
+        raise DataNotFoundError(_missing_message(names, searched, why)) from exc
     with tempfile.TemporaryDirectory(prefix=".download-", dir=target) as tmp:
         try:
             MNIST(tmp, train=True, download=True)

@@ -13,7 +13,7 @@ import random
 import numpy as np
 import torch
 
-from .errors import DeviceUnavailableError, check_choice, check_int
+from .errors import DeviceUnavailableError, InvalidParameterError, check_choice, check_seed
 
 DEVICES = ("auto", "cpu", "cuda", "mps")
 
@@ -31,11 +31,14 @@ def available_devices() -> list[str]:
 def get_device(device: str | torch.device = "auto") -> torch.device:
     """Resolve ``"auto"`` (CUDA, then Apple MPS, then CPU) or check a named device.
 
-    Asking for ``cuda`` or ``mps`` where there is none raises `DeviceUnavailableError`.
+    A name is ``auto``, ``cpu``, ``mps`` or ``cuda``, optionally with ``:N`` (``cuda:1``;
+    ``cpu`` and ``mps`` have only ``:0``). Asking for ``cuda`` or ``mps`` where there
+    is none raises `DeviceUnavailableError`.
     """
     name = str(device)
-    kind = name.split(":")[0]
+    kind, _, index = name.partition(":")
     check_choice("device", kind, DEVICES)
+    _check_index(name, kind, index)
     have = available_devices()
     if kind == "auto":
         return torch.device(have[0])
@@ -53,9 +56,25 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     return resolved
 
 
+def _check_index(name: str, kind: str, index: str) -> None:
+    """The part after the colon: a device number, only where that kind has numbers."""
+    if ":" not in name:
+        return
+    if (
+        kind == "auto"
+        or not (index.isascii() and index.isdigit() and len(index) <= 3)
+        or (kind != "cuda" and int(index))
+    ):
+        raise InvalidParameterError(
+            f"Unknown device {name!r}: after the colon comes a device number, as in 'cuda:0' or 'cuda:1' "
+            "('cpu' and 'mps' have only ':0'; 'auto' takes none). Valid choices: "
+            f"{', '.join(DEVICES)}, or cuda:N."
+        )
+
+
 def set_seed(seed: int) -> None:
     """Seed Python's, NumPy's and PyTorch's random generators (all devices)."""
-    check_int("seed", seed, minimum=0)
+    check_seed("seed", seed)
     random.seed(seed)
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)

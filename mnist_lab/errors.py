@@ -51,6 +51,10 @@ class OutputError(MnistLabError, OSError):
     """A result could not be written (folder not writable, disk full)."""
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as an interrupt (see `mnist_lab.cli`) so that every clean-up of Ctrl-C runs for it too."""
+
+
 class DivergenceWarning(UserWarning):
     """Training stopped because the loss became NaN or infinite."""
 
@@ -79,13 +83,23 @@ def check_choice(kind: str, value: object, choices: Iterable[str]) -> str:
     return value
 
 
-def check_int(name: str, value: object, minimum: int | None = None) -> int:
-    """An integer (not a bool, not a float), at least `minimum` if given."""
+def check_int(name: str, value: object, minimum: int | None = None, maximum: int | None = None) -> int:
+    """An integer (not a bool, not a float), at least `minimum` and at most `maximum` if given."""
     if isinstance(value, bool) or not isinstance(value, Integral):
         raise InvalidParameterError(f"{name} must be a whole number, got {value!r} ({type(value).__name__}).")
     if minimum is not None and value < minimum:
         raise InvalidParameterError(f"{name} must be at least {minimum}, got {value}.")
+    if maximum is not None and value > maximum:
+        raise InvalidParameterError(f"{name} must be at most {maximum:,}, got {value:,}.")
     return int(value)
+
+
+SEED_MAX = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit number
+
+
+def check_seed(name: str, value: object) -> int:
+    """A random seed: a whole number from 0 to 2**64 - 1."""
+    return check_int(name, value, minimum=0, maximum=SEED_MAX)
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -117,3 +131,23 @@ def check_bool(name: str, value: object) -> bool:
 def check_optional_limit(name: str, value: object) -> int | None:
     """``None`` (use everything) or a whole number >= 1."""
     return None if value is None else check_positive_int(name, value)
+
+
+# --- resources -----------------------------------------------------------------------
+
+
+def out_of_memory(exc: BaseException) -> str | None:
+    """Advice for an allocation that failed (GPU or CPU), or None if `exc` is something else."""
+    text = str(exc)
+    gpu = (
+        type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text or "MPS backend out of memory" in text
+    )
+    cpu = "can't allocate memory" in text or isinstance(exc, MemoryError)
+    if not (gpu or cpu):
+        return None
+    where = "the GPU" if gpu else "the computer"
+    return (
+        f"Out of memory: {where} could not hold this step (a batch, the model or the data). "
+        "Use a smaller --batch-size / --test-batch-size (batch_size=, test_batch_size=), a smaller model, "
+        "or --limit; on a GPU, close other programs that use it."
+    )

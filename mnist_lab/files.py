@@ -1,9 +1,16 @@
-"""Writing files so that nothing half-written is ever left under a final name.
+"""Writing files so that nothing half-written is ever left under a final name, and nothing is replaced by surprise.
 
 Every file `mnist_lab` writes (checkpoints, JSON reports, figures, MNIST itself) goes
 through `atomic_write`: the bytes land in a temporary file in the same folder, are
-flushed to disk, and only then renamed over the target. A crash, a full disk or
-Ctrl-C leaves the previous file untouched and no temporary file behind.
+flushed to disk, and only then renamed over the target. A crash, a full disk, Ctrl-C
+or SIGTERM leaves the previous file untouched and no temporary file behind.
+
+A rename replaces whatever sits at the target, so `check_target` first refuses what
+a results file must never replace: a folder, a device, pipe or socket (as root,
+``--json /dev/stdout`` would otherwise replace the system's ``/dev/stdout``), and,
+unless the caller asks to ``overwrite``, a symbolic link or a write-protected file.
+`check_writable` and `check_outputs` let a command refuse bad output paths before
+hours of training rather than after.
 """
 
 from __future__ import annotations
@@ -12,8 +19,9 @@ import contextlib
 import errno
 import json
 import os
+import stat
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -22,9 +30,13 @@ from .errors import OutputError
 _HINTS = {
     errno.ENOSPC: "The disk is full: free some space or choose another output folder.",
     errno.EACCES: "You may not write there: choose a folder you own.",
+    errno.EPERM: "You may not write there: choose a folder you own.",
     errno.EROFS: "That file system is read-only: choose another output folder.",
     errno.EDQUOT: "Your disk quota is used up: free some space.",
+    errno.ENOTDIR: "A part of that path is a file, not a folder: choose another path.",
+    errno.ENAMETOOLONG: "The file name is too long: choose a shorter one.",
 }
+_NAME_MAX = 200  # of the target's name inside a temporary name (file systems allow 255 bytes)
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:
@@ -33,20 +45,55 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
     return OutputError(f"Could not write {path}: {reason}. {hint} Nothing was changed there.")
 
 
-@contextlib.contextmanager
-def atomic_write(path: str | os.PathLike[str], mode: str = "wb") -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success rename it to `path`.
+def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Refuse a target that a results file must not replace; returns the path.
 
-    On any exception (including KeyboardInterrupt) the temporary file is removed
-    and `path` keeps its previous content. OS errors become `OutputError`. The
-    result gets the permissions of the file it replaces, or of a plain ``open``
-    (a temporary file starts private, 0o600).
+    Never replaced: a folder, a device, a pipe or a socket. Replaced only with
+    ``overwrite=True``: a symbolic link (the link itself, never the file it points to)
+    and a write-protected file. A missing target or a writable regular file is fine.
     """
     path = Path(path)
-    permissions = path.stat().st_mode & 0o777 if path.exists() else default_file_mode()
+    try:
+        info = os.lstat(path)
+    except FileNotFoundError:
+        return path
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+    if stat.S_ISDIR(info.st_mode):
+        raise OutputError(f"{path} is a folder, not a file: give a file name inside it, e.g. {path / 'results.json'}.")
+    if stat.S_ISLNK(info.st_mode) and not overwrite:
+        raise OutputError(
+            f"{path} is a symbolic link (to {os.readlink(path)}); mnist_lab does not write through links. "
+            "Name the file itself, or ask to overwrite (--overwrite, overwrite=True) to replace the link."
+        )
+    if not stat.S_ISREG(info.st_mode) and not stat.S_ISLNK(info.st_mode):
+        raise OutputError(
+            f"{path} is a device, pipe or socket, not a regular file; mnist_lab never replaces one. "
+            "Choose a file name for the output."
+        )
+    if stat.S_ISREG(info.st_mode) and not info.st_mode & 0o222 and not overwrite:
+        raise OutputError(
+            f"{path} is write-protected, so it was left as it is. Choose another name, make it writable "
+            "(chmod u+w), or ask to overwrite it (--overwrite, overwrite=True)."
+        )
+    return path
+
+
+@contextlib.contextmanager
+def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, overwrite: bool = False) -> Iterator[IO[Any]]:
+    """Open a temporary file beside `path`; on success rename it to `path`.
+
+    `path` is first checked with `check_target` (`overwrite` as there). On any
+    exception (including KeyboardInterrupt) the temporary file is removed and
+    `path` keeps its previous content. OS errors become `OutputError`. The result
+    gets the permissions of the file it replaces, or of a plain ``open`` (a
+    temporary file starts private, 0o600).
+    """
+    path = check_target(path, overwrite=overwrite)
+    permissions = path.stat().st_mode & 0o777 if path.is_file() and not path.is_symlink() else default_file_mode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_NAME_MAX]}.", suffix=".part", dir=path.parent)
     except OSError as exc:
         raise _output_error(path, exc) from exc
     try:
@@ -83,27 +130,93 @@ def _remove_quietly(tmp: str) -> None:
         os.unlink(tmp)
 
 
-def check_writable(path: str | os.PathLike[str]) -> Path:
-    """Fail early (before hours of training) if `path` could not be written later."""
-    path = Path(path)
-    with atomic_write(path.parent / f".{path.name}.probe", "wb"):
-        pass
-    os.unlink(path.parent / f".{path.name}.probe")
+def check_writable(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """Fail early (before hours of training) if `path` could not be written later; creates nothing.
+
+    Checks the target itself (`check_target`), that the nearest existing folder on
+    its way is a folder, and that a file can be created there (a probe file with a
+    fresh name, removed at once).
+    """
+    path = check_target(path, overwrite=overwrite)
+    folder = path.parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    if not folder.is_dir():
+        raise OutputError(f"Could not write {path}: {folder} is a file, not a folder. Choose another path.")
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".mnist-lab-probe.", dir=folder)
+    except OSError as exc:
+        raise _output_error(path, exc) from exc
+    os.close(fd)
+    os.unlink(probe)
     return path
 
 
-def write_json(path: str | os.PathLike[str], data: Any) -> Path:
+def figure_formats() -> list[str]:
+    """The file suffixes (without the dot) matplotlib can save a figure as."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    return sorted(FigureCanvasBase.get_supported_filetypes())
+
+
+def figure_format(path: str | os.PathLike[str]) -> str:
+    """The format matplotlib will write `path` in: its suffix, or ``png`` without one; refuses unknown ones."""
+    path = Path(path)
+    suffix = path.suffix.lstrip(".").lower()
+    if suffix and suffix not in figure_formats():
+        raise OutputError(
+            f"Cannot save a figure as {path}: matplotlib does not know the format {suffix!r}. "
+            f"Use one of: {', '.join('.' + s for s in figure_formats())}."
+        )
+    return suffix or "png"
+
+
+def check_figure_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
+    """`check_writable`, and a suffix matplotlib can write (`figure_format`)."""
+    figure_format(path)
+    return check_writable(path, overwrite=overwrite)
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    if a.resolve() == b.resolve():
+        return True
+    try:
+        return os.path.samefile(a, b)  # hard links, or two spellings through a link
+    except OSError:
+        return False
+
+
+def check_outputs(outputs: Mapping[str, Any], inputs: Mapping[str, Any] | None = None) -> None:
+    """Refuse two outputs naming one file, and an output naming an input.
+
+    `outputs` and `inputs` map what the user knows them by (``"--json"``, ``"an MNIST
+    data file"``) to a path or None.
+    """
+    inputs = inputs or {}
+    named = [(label, Path(p)) for label, p in outputs.items() if p]
+    for i, (label, path) in enumerate(named):
+        for other, other_path in named[i + 1 :]:
+            if _same_file(path, other_path):
+                raise OutputError(f"{label} and {other} both name {path}: give each output its own file.")
+        for source, source_path in inputs.items():
+            if source_path and _same_file(path, Path(source_path)):
+                raise OutputError(
+                    f"{label} names {path}, which is {source}; writing there would destroy it. "
+                    "Choose another output path."
+                )
+
+
+def write_json(path: str | os.PathLike[str], data: Any, *, overwrite: bool = False) -> Path:
     """Write `data` as indented JSON, atomically. Returns the path."""
-    with atomic_write(path, "w") as handle:
+    with atomic_write(path, "w", overwrite=overwrite) as handle:
         json.dump(data, handle, indent=2, sort_keys=False)
         handle.write("\n")
     return Path(path)
 
 
-def save_figure(figure: Any, path: str | os.PathLike[str], dpi: int = 120) -> Path:
-    """Save a matplotlib figure atomically; the format follows the file suffix."""
-    path = Path(path)
-    fmt = path.suffix.lstrip(".") or "png"
-    with atomic_write(path, "wb") as handle:
+def save_figure(figure: Any, path: str | os.PathLike[str], dpi: int = 120, *, overwrite: bool = False) -> Path:
+    """Save a matplotlib figure atomically; the format follows the file suffix (none: PNG)."""
+    path, fmt = Path(path), figure_format(path)
+    with atomic_write(path, "wb", overwrite=overwrite) as handle:
         figure.savefig(handle, format=fmt, dpi=dpi, bbox_inches="tight")
     return path

@@ -8,8 +8,11 @@ divergence check every `CHECK_EVERY` steps.
 `fit` builds device-resident MNIST loaders from the config unless it is given
 loaders. With ``checkpoint`` it saves the weights, optimiser, history and shuffling
 state after every epoch (atomically), and ``resume=True`` continues from that file
-up to ``config.epochs``. A loss that turns NaN or infinite stops training with a
-`DivergenceWarning`; Ctrl-C (or a kernel interrupt) stops it too. Either way the
+up to ``config.epochs`` (refusing a file it cannot continue exactly). Before loading
+any data it refuses a checkpoint path that holds anything but an earlier run of the
+same model, unless ``overwrite=True`` (`mnist_lab.checkpoints.check_checkpoint_target`).
+A loss that turns NaN or infinite stops training with a `DivergenceWarning`; Ctrl-C
+(a kernel interrupt, or SIGTERM in the command line) stops it too. Either way the
 finished epochs' history is returned (``history.stopped`` says why) and the
 checkpoint holds the last good epoch. The test loss is never label-smoothed.
 
@@ -32,7 +35,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .checkpoints import resume_from, save_progress
+from .checkpoints import check_checkpoint_target, resume_from, save_progress, saved_epochs
 from .config import ONECYCLE_WARMUP, TrainConfig
 from .data import IMAGE_SHAPE, NUM_CLASSES, mnist_loader
 from .data import normalize as normalize_images
@@ -156,6 +159,8 @@ def train_epoch(
         count += len(y)
         if (step + 1 - first_step) % CHECK_EVERY == 0 and not torch.isfinite(loss_sum):
             return math.nan, math.nan, True
+    if count == 0:
+        raise InvalidParameterError("The training batches were empty: the train_loader yielded no samples.")
     mean_loss = loss_sum.item() / count  # the one read of the epoch
     return mean_loss, correct.item() / count, not math.isfinite(mean_loss)
 
@@ -200,19 +205,19 @@ def fit(
     speed: Any = Plain,
     checkpoint: str | os.PathLike[str] | None = None,
     resume: bool = False,
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] | None = print,
     **overrides: Any,
 ) -> History:
     """Train `model` with `config` (default ``model.RECIPE``) changed by `overrides`; see the module docstring."""
     config = (config or getattr(model, "RECIPE", TrainConfig())).replace(**overrides)
-    device = get_device(device)
+    device = _prepare(model, config, device, checkpoint, resume, overwrite, log)
     train_loader, test_loader = _loaders(config, device, data_dir, train_loader, test_loader)
     optimizer, loss_fn = make_optimizer(model.to(device), config), loss_function(model, config.label_smoothing)
-    torch.manual_seed(config.seed)  # dropout draws
-    history = History.start(model, device, config)
-    if resume:
-        history = resume_from(checkpoint, model, optimizer, train_loader, config, log) or history
+    history = (resume and resume_from(checkpoint, model, optimizer, train_loader, config, log)) or History.start(
+        model, device, config
+    )
     run_epoch = speed.prepare(model, optimizer, loss_fn, train_loader, schedule(config, train_loader), history.epochs)
     try:
         for epoch in range(history.epochs + 1, config.epochs + 1):
@@ -223,16 +228,29 @@ def fit(
                 _warn_diverged(history, config, epoch, checkpoint)
                 break
             history.append(epoch, train_loss, train_acc, *evaluate(model, test_loader), seconds)
-            save_progress(checkpoint, model, optimizer, history, train_loader)  # (nothing without a path)
+            save_progress(checkpoint, model, optimizer, history, train_loader, overwrite)  # (no-op without a path)
             if log is not None:
                 log(history.line())
-    except KeyboardInterrupt:
+    except KeyboardInterrupt:  # Ctrl-C, a kernel interrupt, or SIGTERM in the CLI (errors.Terminated)
         _stop_interrupted(history, checkpoint, log)
     return history
 
 
+def _prepare(model: nn.Module, config: TrainConfig, device, checkpoint, resume: bool, overwrite: bool, log):
+    """What `fit` checks before loading any data (the checkpoint path), the device, and the seed of dropout."""
+    check_checkpoint_target(checkpoint, model, resume, overwrite, log)
+    torch.manual_seed(config.seed)  # dropout draws (nothing before training draws from this generator)
+    return get_device(device)
+
+
 def _loaders(config: TrainConfig, device: torch.device, data_dir, train: Batches | None, test: Batches | None):
-    """The loaders given, or device-resident MNIST loaders built from `config` (files from `data_dir`)."""
+    """The loaders given, or device-resident MNIST loaders built from `config` (files from `data_dir`).
+
+    A loader given but empty is refused, never replaced by MNIST.
+    """
+    for name, loader in (("train_loader", train), ("test_loader", test)):
+        if loader is not None and hasattr(loader, "__len__") and len(loader) == 0:
+            raise InvalidParameterError(f"{name} is empty (no batches): give it some samples, or leave it out.")
     train = train if train is not None else mnist_loader("train", config, device, data_dir)
     return train, test if test is not None else mnist_loader("test", config, device, data_dir)
 
@@ -260,8 +278,9 @@ def _stop_interrupted(history: History, checkpoint, log) -> None:
     history.stopped = "interrupted"
     if log is None:
         return
-    saved = f"; the last finished epoch is saved in {checkpoint}" if checkpoint and history.epochs else ""
-    log(f"Interrupted after {history.epochs} finished epoch(s){saved}. Run again with resume=True to continue.")
+    saved = saved_epochs(checkpoint)  # read back: the interrupt may have stopped the last save
+    kept = f"; {checkpoint} holds epoch {saved}" if saved else ""
+    log(f"Interrupted after {history.epochs} finished epoch(s){kept}. Run again with resume=True to continue.")
 
 
 # --- evaluation and prediction -------------------------------------------------------
@@ -287,6 +306,8 @@ def evaluate(model: nn.Module, loader: Batches, loss_fn: Callable[..., Tensor] |
         loss_sum += loss_fn(out, y, reduction="sum")
         correct += (out.argmax(dim=1) == y).sum()
         count += len(y)
+    if count == 0:
+        raise InvalidParameterError("Nothing to evaluate: the loader yielded no samples. Give it some test digits.")
     return loss_sum.item() / count, correct.item() / count
 
 
@@ -305,22 +326,60 @@ def collect_predictions(model: nn.Module, loader: Batches) -> tuple[Tensor, Tens
 
 
 @torch.no_grad()
-def predict(model: nn.Module, images: Tensor, k: int = 3, normalize: str | None = None) -> tuple[Tensor, Tensor]:
+def predict(model: nn.Module, images: Any, k: int = 3, normalize: str | None = None) -> tuple[Tensor, Tensor]:
     """Top-`k` probabilities and classes for one image or a batch.
 
-    `images` may be ``(28, 28)``, ``(1, 28, 28)``, ``(N, 28, 28)`` or ``(N, 1, 28, 28)``.
-    uint8 images (0-255) are normalised as the model was trained (`normalize`,
-    default the model's recipe); float images are taken as already normalised.
-    Returns ``(probs, classes)``, each ``(N, k)``, on the CPU.
+    `images` (a tensor or a NumPy array) may be ``(28, 28)``, ``(1, 28, 28)``,
+    ``(N, 28, 28)`` or ``(N, 1, 28, 28)``. Integer images (0-255) are normalised as the
+    model was trained (`normalize`, default the model's recipe); float images are
+    taken as already normalised. Returns ``(probs, classes)``, each ``(N, k)``, on the CPU.
     """
     k = min(check_int("k", k, minimum=1), NUM_CLASSES)
-    x = images.reshape(-1, *IMAGE_SHAPE)  # a lone image gets its batch dimension
+    x = _image_batch(images)  # (N, 1, 28, 28)
     if x.dtype == torch.uint8:
         x = normalize_images(x, normalize or getattr(model, "RECIPE", TrainConfig()).normalize)
     model.eval()
     probs = F.softmax(model(x.to(_model_device(model))).float(), dim=1)
     top = probs.topk(k, dim=1)
     return top.values.cpu(), top.indices.cpu()
+
+
+def _image_batch(images: Any) -> Tensor:
+    """`images` as a batch ``(N, 1, 28, 28)``: uint8 0-255, or float already normalised; else a clear error."""
+    if not isinstance(images, Tensor):
+        try:
+            images = torch.as_tensor(images)
+        except (TypeError, ValueError, RuntimeError) as exc:
+            raise InvalidParameterError(
+                f"predict needs images as a tensor or NumPy array, got {type(images).__name__}."
+            ) from exc
+    shape = tuple(images.shape)
+    if shape[-2:] != (28, 28) or images.ndim > 4 or (images.ndim == 4 and shape[1] != 1):
+        raise InvalidParameterError(
+            f"predict takes 28x28 images shaped (28, 28), (N, 28, 28) or (N, 1, 28, 28); got {shape}. "
+            "Resize your own digits with mnist_lab.handwriting.preprocess first."
+        )
+    if images.numel() == 0:
+        raise InvalidParameterError(f"predict got no images (shape {shape}).")
+    if images.dtype == torch.bool or images.is_complex():
+        raise InvalidParameterError(f"predict takes pixel values, not {images.dtype} images.")
+    if images.is_floating_point():
+        if not torch.isfinite(images).all():
+            raise InvalidParameterError("Some pixels are NaN or infinite: predict needs finite pixel values.")
+        if images.abs().max() > 10:  # every normalisation maps 0-255 into [-1, 2.9]
+            raise InvalidParameterError(
+                f"These float pixels reach {images.abs().max().item():g}: they look like raw 0-255 values, not "
+                "normalised ones. Pass them as uint8 (images.to(torch.uint8)) and predict normalises them."
+            )
+    elif images.dtype != torch.uint8:
+        wide = images.to(torch.int64)  # not every integer type has min() (uint16 has not)
+        if wide.min() < 0 or wide.max() > 255:
+            raise InvalidParameterError(
+                f"Integer pixels must lie in 0-255 (got {wide.min().item()} to {wide.max().item()}); "
+                "scale 16-bit images down to 8 bits first."
+            )
+        images = wide.to(torch.uint8)
+    return images.reshape(-1, *IMAGE_SHAPE)  # a lone image gets its batch dimension
 
 
 def confusion_matrix(labels: Tensor, predicted: Tensor, num_classes: int = NUM_CLASSES) -> Tensor:
