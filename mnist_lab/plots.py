@@ -277,6 +277,13 @@ def plot_bp_graph() -> Figure:
     ax.text(-0.65, 2.2, "forward: every a and z is kept in the cache", fontsize=9, va="top")
     ax.text(6.0, -0.25, "dz3 = (P−Y)/B", fontsize=9, color="red", ha="center")
     ax.text(7.2, -2.35, "backward (red): uses the cached a and z", fontsize=9, color="red", va="bottom", ha="right")
+    fig.tight_layout()
+    return fig
+
+
+# --- mnist-lab batch sweeps (issue 18)
+
+
 def plot_sweep(
     accuracies: dict[str, dict[object, Sequence[float]]],
     xlabel: str,
