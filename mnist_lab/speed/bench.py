@@ -21,6 +21,7 @@ each of them with `make_trainer` and `time_epochs`, the same code this module ru
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -29,7 +30,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -765,3 +766,23 @@ def time_breakdown(tutorial_epoch: float, data_only: float, fastest_epoch: float
         "training step (fastest loop measured)": fastest_epoch,
         "the rest (per-step copies, syncs, Python)": tutorial_epoch - data_only - fastest_epoch,
     }
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ libraries write to file descriptor 2 to /dev/null, for the duration.
+
+    On a machine without CUDA, torch.profiler's tracing library (Kineto) prints
+    start/stop lines and a "gpuGetDeviceCount failed" error straight to the process's
+    stderr; they say nothing about the profile. Python's own ``sys.stderr`` is flushed
+    first, so nothing written before is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
