@@ -208,11 +208,11 @@ def _bench_report(args: argparse.Namespace, bench) -> dict:
     settings = bench.BenchSettings(
         models=bench.model_list(args.models) or bench.default_models(get_device(args.device)),
         device=args.device,
-        repeats=args.repeats or 3,
-        batch_size=args.batch_size or bench.TUTORIAL_BATCH,
+        repeats=3 if args.repeats is None else args.repeats,
+        batch_size=bench.TUTORIAL_BATCH if args.batch_size is None else args.batch_size,
         limit=args.limit,
         test_limit=args.test_limit,
-        accuracy_epochs=args.accuracy_epochs or 4,
+        accuracy_epochs=4 if args.accuracy_epochs is None else args.accuracy_epochs,
         seed=args.seed,
         data_dir=args.data_dir,
     )

@@ -321,25 +321,35 @@ def plot_accuracy_vs_time(races: dict[str, tuple[list[float], list[float]]], tar
 def plot_ablation(rows: dict[str, list[float]], title: str = "Fast recipe, one ingredient removed") -> Figure:
     """Every seed's test accuracy per variant (dots) and their mean (bar), one row per variant.
 
-    `rows` maps a variant to its accuracies in [0, 1]; NaN (a diverged run) is drawn at the left edge as ×.
+    `rows` maps a variant to its accuracies in [0, 1]. The axis starts a little below the
+    lowest accuracy above 90 %; a seed below that (a run that failed to learn) is drawn at
+    the left edge as a red ◀ with its value written beside it, and NaN (a diverged run) as ×.
     """
     names = list(rows)
-    finite = [a for accs in rows.values() for a in accs if math.isfinite(a)]
-    low = min(finite) if finite else 0.9
-    left = 100 * low - 0.3
-    fig, ax = plt.subplots(figsize=(8, 0.55 * len(names) + 1.6), layout="constrained")
+    finite = [100 * a for accs in rows.values() for a in accs if math.isfinite(a)]
+    usable = [a for a in finite if a >= 90] or finite or [99.0]
+    left, right = min(usable) - 0.3, max(max(usable) + 0.15, 99.1)
+    fig, ax = plt.subplots(figsize=(8.5, 0.6 * len(names) + 1.7), layout="constrained")
     for y, name in enumerate(names):
-        accs = [a for a in rows[name] if math.isfinite(a)]
+        accs = [100 * a for a in rows[name] if math.isfinite(a)]
         if accs:
-            ax.barh(y, 100 * statistics.fmean(accs) - left, left=left, color="tab:blue", alpha=0.3)
-            ax.scatter([100 * a for a in accs], [y] * len(accs), color="tab:blue", s=18, zorder=3)
+            mean = statistics.fmean(accs)
+            ax.barh(y, max(mean, left) - left, left=left, color="tab:blue", alpha=0.3)
+            shown = [a for a in accs if a >= left]
+            ax.scatter(shown, [y] * len(shown), color="tab:blue", s=18, zorder=3)
+            for k, low in enumerate(a for a in accs if a < left):
+                ax.scatter([left], [y], marker="<", color="tab:red", s=40, zorder=3, clip_on=False)
+                ax.annotate(f"{low:.1f} %", (left, y), xytext=(8, -10 - 9 * k), textcoords="offset points", fontsize=7)
+            if mean < left:
+                ax.annotate(f"mean {mean:.1f} %", (left, y), xytext=(8, 5), textcoords="offset points", fontsize=7)
         failed = len(rows[name]) - len(accs)
         if failed:
-            ax.scatter([left + 0.02] * failed, [y] * failed, marker="x", color="tab:red", zorder=3)
+            ax.scatter([left] * failed, [y] * failed, marker="x", color="tab:red", zorder=3, clip_on=False)
     ax.axvline(99, color="grey", linestyle="--", linewidth=1)
     ax.set_yticks(range(len(names)), names)
+    ax.tick_params(axis="y", pad=12)  # room for the ◀ markers at the left edge
     ax.invert_yaxis()
-    ax.set_xlim(left, max(100 * max(finite, default=0.99) + 0.1, 99.1))
-    ax.set_xlabel("test accuracy (%): dots are seeds, bars their mean; dashed line 99 %")
+    ax.set_xlim(left, right)
+    ax.set_xlabel("test accuracy (%): dots are seeds, bars their mean; dashed line 99 %; ◀ below the axis")
     ax.set_title(title, fontsize=10)
     return fig

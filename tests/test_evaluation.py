@@ -170,7 +170,9 @@ def test_reliability_and_other_figures_build():
     fig = plot_reliability(calibration(probs, labels))
     assert "ECE" in fig.axes[0].get_title() and fig.axes[0].get_legend() is not None
     plt.close(fig)
-    fig = plot_time_breakdown({"mlp": {"data": 10.0, "step": 1.5, "rest": -0.2}, "cnn": {"data": 9, "step": 8, "rest": 2}})
+    fig = plot_time_breakdown(
+        {"mlp": {"data": 10.0, "step": 1.5, "rest": -0.2}, "cnn": {"data": 9, "step": 8, "rest": 2}}
+    )
     bars = [p for p in fig.axes[0].patches if p.get_width() < 0]
     assert not bars  # a negative part is drawn as 0
     assert fig.axes[0].get_legend() is not None
@@ -189,4 +191,14 @@ def test_reliability_and_other_figures_build():
         plt.close(fig)
     fig = plot_lr_schedule([0.1, 0.2, 0.3, 0.2, 0.1], warmup=2)
     assert "warm-up" in " ".join(t.get_text() for t in fig.axes[0].get_legend().get_texts())
+    plt.close(fig)
+
+
+def test_ablation_figure_keeps_a_failed_seed_visible_without_squashing_the_rest():
+    fig = plot_ablation({"full": [0.993, 0.9925, 0.992], "without bn": [0.9893, 0.9579, 0.1135]})
+    ax = fig.axes[0]
+    assert ax.get_xlim()[0] > 90  # the axis is not stretched down to 11 %
+    notes = [t.get_text() for t in ax.texts]
+    assert "11.3 %" in notes and any(n.startswith("mean 68.") for n in notes)
+    assert_no_overlap(fig)
     plt.close(fig)

@@ -439,7 +439,7 @@ def _tutorial_side(name: str, config: TrainConfig, settings: BenchSettings, devi
         if diverged:
             break
         if epoch == settings.accuracy_epochs:
-            acc = evaluate(trainer.model, test, device)[1]
+            acc = evaluate(trainer.model, test)[1]
     memory, kind = peak_memory(device)
     return Side(seconds, acc, memory, kind, diverged)
 
