@@ -6,6 +6,8 @@ notebook the figure shows itself; elsewhere save it with `mnist_lab.files.save_f
 
 from __future__ import annotations
 
+import math
+import statistics
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -330,4 +332,213 @@ def plot_sweep(
     if seeds_on_x or any(accuracies):
         ax.legend()
     fig.tight_layout()
+    return fig
+# --- notebooks 07-08 (issue 13): evaluation figures and where the training time goes ---
+
+
+def plot_leaderboard(results: dict[str, tuple[int, float]], title: str = "Accuracy against size") -> Figure:
+    """Test accuracy against parameter count (log scale), one labelled point per model.
+
+    `results` maps a model name to ``(parameters, test accuracy in [0, 1])``.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4.5))
+    for name, (parameters, acc) in results.items():
+        ax.scatter(parameters, 100 * acc, s=40)
+        ax.annotate(name, (parameters, 100 * acc), textcoords="offset points", xytext=(6, -3), fontsize=8)
+    ax.set_xscale("log")
+    xmin, xmax = ax.get_xlim()
+    ax.set_xlim(xmin, xmax * 4)  # room for the right-most label
+    ax.set_xlabel("parameters (log scale)")
+    ax.set_ylabel("test accuracy (%)")
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def plot_top_losses(images, labels, probs, indices, ncols: int = 6) -> Figure:
+    """The digits at `indices` (largest loss first, see `mnist_lab.evaluation.top_losses`), fastai-style.
+
+    Each title has two lines: ``true → predicted`` with the loss ``-log p(true)``, then
+    the top-3 probabilities. The layout engine keeps titles from overlapping the row above.
+    """
+    images = _as_images(images)
+    probs = probs.detach().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs)
+    labels = np.asarray(_as_list(labels))
+    indices = _as_list(indices) or []
+    nrows = max(1, -(-len(indices) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.9, nrows * 2.35), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for ax, i in zip(axes.flat, indices):
+        top = np.argsort(probs[i])[::-1][:3]
+        loss = -np.log(max(float(probs[i, labels[i]]), np.finfo(np.float32).tiny))
+        ax.imshow(images[i], cmap="gray")
+        first = f"{labels[i]} → {top[0]}   loss {loss:.1f}"
+        second = "  ".join(f"{c}:{probs[i, c]:.2f}" for c in top)
+        ax.set_title(f"{first}\n{second}", fontsize=8, color="firebrick")
+    return fig
+
+
+def plot_hardest_digits(images, labels, predicted, wrong_count, total_models: int, ncols: int = 10) -> Figure:
+    """Digits many models get wrong: each titled ``label → best model's guess`` and ``k/total wrong``."""
+    images = _as_images(images)
+    labels, predicted, wrong_count = _as_list(labels), _as_list(predicted), _as_list(wrong_count)
+    nrows = max(1, -(-len(images) // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.35, nrows * 1.9), squeeze=False, layout="constrained")
+    for ax in axes.flat:
+        ax.set_axis_off()
+    for i, ax in enumerate(axes.flat[: len(images)]):
+        ax.imshow(images[i], cmap="gray")
+        wrong = labels[i] != predicted[i]
+        ax.set_title(
+            f"label {labels[i]} → {predicted[i]}\n{wrong_count[i]}/{total_models} wrong",
+            fontsize=8,
+            color="firebrick" if wrong else "black",
+        )
+    return fig
+
+
+def plot_reliability(calibration, title: str = "Reliability diagram") -> Figure:
+    """A reliability diagram from `mnist_lab.evaluation.calibration`, and how many digits fall in each bin.
+
+    Left: accuracy per confidence bin against the diagonal of perfect calibration (bars
+    below the diagonal: over-confident). Right: digits per bin, log scale.
+    """
+    edges = np.asarray(calibration.edges)
+    width = np.diff(edges)
+    centres = edges[:-1] + width / 2
+    acc = np.asarray(calibration.accuracy, dtype=float)
+    conf = np.asarray(calibration.confidence, dtype=float)
+    fig, (ax, ax_n) = plt.subplots(1, 2, figsize=(10, 4.2), layout="constrained")
+    shown = ~np.isnan(acc)
+    ax.bar(centres[shown], acc[shown], width=width[shown] * 0.9, color="tab:blue", label="accuracy in the bin")
+    ax.scatter(centres[shown], conf[shown], color="tab:orange", zorder=3, s=18, label="mean confidence in the bin")
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_xlabel("confidence (top probability)")
+    ax.set_ylabel("accuracy")
+    ax.set_title(f"{title}  (ECE {100 * calibration.ece:.2f} points)", fontsize=10)
+    ax.legend(loc="upper left", fontsize=8)
+    ax_n.bar(centres, np.maximum(calibration.count, 0), width=width * 0.9, color="tab:grey")
+    ax_n.set_yscale("log")
+    ax_n.set_xlim(0, 1)
+    ax_n.set_xlabel("confidence (top probability)")
+    ax_n.set_ylabel("test digits in the bin (log scale)")
+    ax_n.set_title("how many digits each bar stands for", fontsize=10)
+    return fig
+
+
+def plot_ladder(rows: dict[str, list[tuple[str, float]]], title: str = "") -> Figure:
+    """Notebook 08's ladder: for each model, seconds per epoch of every rung, first rung red, last green.
+
+    `rows` maps a model name to its ``(rung, seconds per epoch)`` pairs in ladder order.
+    """
+    height = 0.5 * max(len(r) for r in rows.values()) + 1.5
+    fig, axes = plt.subplots(1, len(rows), figsize=(6 * len(rows), height), squeeze=False, layout="constrained")
+    for ax, (name, pairs) in zip(axes[0], rows.items()):
+        rungs, seconds = [p[0] for p in pairs], [p[1] for p in pairs]
+        colors = ["tab:red"] + ["tab:blue"] * (len(pairs) - 2) + ["tab:green"]
+        ax.barh(rungs, seconds, color=colors[: len(pairs)])
+        ax.invert_yaxis()
+        for y, s in enumerate(seconds):
+            ax.text(s, y, f" {s:.2f} s ({seconds[0] / s:.1f}×)", va="center", fontsize=8)
+        ax.set_xlim(0, max(seconds) * 1.45)
+        ax.set_xlabel("seconds per epoch (60,000 images)")
+        ax.set_title(f"{name}{title}")
+    return fig
+
+
+def plot_time_breakdown(breakdown: dict[str, dict[str, float]], title: str = "Where a tutorial epoch goes") -> Figure:
+    """One stacked horizontal bar per model: the parts of an epoch in seconds, labelled in place.
+
+    `breakdown` maps a model name to ``{part: seconds}`` in stacking order (see
+    `mnist_lab.speed.bench.time_breakdown`); a negative part (measurement noise) is drawn as 0.
+    """
+    colors = ["tab:red", "tab:orange", "tab:blue", "tab:green", "tab:purple"]
+    names = list(breakdown)
+    parts = list(next(iter(breakdown.values())))
+    fig, ax = plt.subplots(figsize=(10, 1.1 * len(names) + 1.8), layout="constrained")
+    for y, name in enumerate(names):
+        left = 0.0
+        for part, color in zip(parts, colors):
+            seconds = breakdown[name][part]
+            ax.barh(y, max(seconds, 0.0), left=left, color=color, label=part if y == 0 else None)
+            if seconds > 0.06 * sum(max(v, 0) for v in breakdown[name].values()):
+                ax.text(left + seconds / 2, y, f"{seconds:.1f} s", ha="center", va="center", color="white", fontsize=9)
+            left += max(seconds, 0.0)
+        ax.text(left, y, f"  {left:.1f} s", va="center", fontsize=9)
+    ax.set_yticks(range(len(names)), names)
+    ax.invert_yaxis()
+    ax.set_xlim(0, ax.get_xlim()[1] * 1.12)
+    ax.set_xlabel("seconds per epoch (60,000 images)")
+    ax.set_title(title)
+    ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(parts), fontsize=8, frameon=False)
+    return fig
+
+
+def plot_lr_schedule(rates: Sequence[float], warmup: int, title: str = "learning rate per step") -> Figure:
+    """The learning rate of every optimiser step, with the end of the warm-up marked and labelled."""
+    fig, ax = plt.subplots(figsize=(6.5, 2.8), layout="constrained")
+    ax.plot(rates, label="learning rate")
+    ax.axvline(warmup, color="grey", linestyle=":", label=f"end of warm-up (step {warmup})")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("learning rate")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_accuracy_vs_time(races: dict[str, tuple[list[float], list[float]]], target: float = 0.99) -> Figure:
+    """Test accuracy after each epoch against cumulative training seconds, one line per recipe.
+
+    `races` maps a label to ``(seconds, accuracies)``; the `target` is drawn as a dashed line.
+    """
+    fig, ax = plt.subplots(figsize=(7.5, 4), layout="constrained")
+    for label, (seconds, accs) in races.items():
+        ax.plot(seconds, [100 * a for a in accs], marker="o", label=label)
+    ax.axhline(100 * target, color="grey", linestyle="--", label=f"{target:.0%} target")
+    ax.set_xlabel("training seconds (cumulative, evaluation excluded)")
+    ax.set_ylabel("test accuracy after the epoch (%)")
+    ax.set_title("Time to 99 %, same device", fontsize=10)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8)
+    return fig
+
+
+def plot_ablation(rows: dict[str, list[float]], title: str = "Fast recipe, one ingredient removed") -> Figure:
+    """Every seed's test accuracy per variant (dots) and their mean (bar), one row per variant.
+
+    `rows` maps a variant to its accuracies in [0, 1]. The axis starts a little below the
+    lowest accuracy above 90 %; a seed below that (a run that failed to learn) is drawn at
+    the left edge as a red ◀ with its value written beside it, and NaN (a diverged run) as ×.
+    """
+    names = list(rows)
+    finite = [100 * a for accs in rows.values() for a in accs if math.isfinite(a)]
+    usable = [a for a in finite if a >= 90] or finite or [99.0]
+    left, right = min(usable) - 0.3, max(max(usable) + 0.15, 99.1)
+    fig, ax = plt.subplots(figsize=(8.5, 0.6 * len(names) + 1.7), layout="constrained")
+    for y, name in enumerate(names):
+        accs = [100 * a for a in rows[name] if math.isfinite(a)]
+        if accs:
+            mean = statistics.fmean(accs)
+            ax.barh(y, max(mean, left) - left, left=left, color="tab:blue", alpha=0.3)
+            shown = [a for a in accs if a >= left]
+            ax.scatter(shown, [y] * len(shown), color="tab:blue", s=18, zorder=3)
+            for k, low in enumerate(a for a in accs if a < left):
+                ax.scatter([left], [y], marker="<", color="tab:red", s=40, zorder=3, clip_on=False)
+                ax.annotate(f"{low:.1f} %", (left, y), xytext=(8, -10 - 9 * k), textcoords="offset points", fontsize=7)
+            if mean < left:
+                ax.annotate(f"mean {mean:.1f} %", (left, y), xytext=(8, 5), textcoords="offset points", fontsize=7)
+        failed = len(rows[name]) - len(accs)
+        if failed:
+            ax.scatter([left] * failed, [y] * failed, marker="x", color="tab:red", zorder=3, clip_on=False)
+    ax.axvline(99, color="grey", linestyle="--", linewidth=1)
+    ax.set_yticks(range(len(names)), names)
+    ax.tick_params(axis="y", pad=12)  # room for the ◀ markers at the left edge
+    ax.invert_yaxis()
+    ax.set_xlim(left, right)
+    ax.set_xlabel("test accuracy (%): dots are seeds, bars their mean; dashed line 99 %; ◀ below the axis")
+    ax.set_title(title, fontsize=10)
     return fig

@@ -21,6 +21,7 @@ each of them with `make_trainer` and `time_epochs`, the same code this module ru
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import math
 import os
@@ -29,7 +30,7 @@ import resource
 import statistics
 import sys
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ from ..devices import bf16_supported, describe, get_device, set_seed, synchroniz
 from ..errors import InvalidParameterError, check_choice, check_int, check_optional_limit, check_positive_int
 from ..files import atomic_write, write_json
 from ..models import FastCNN, build_model, model_class
-from ..train import EpochRunner, evaluate, fit, loss_function, make_optimizer
+from ..train import EpochRunner, evaluate, fit, loss_function, make_optimizer, schedule
 from . import GRAPH_OPTIMIZERS, Speed, is_convolutional
 from .fast_recipe import FastRun, summarize_fast, train_fast
 
@@ -672,3 +673,116 @@ def model_list(values: list[str] | None) -> tuple[str, ...] | None:
 def default_models(device: torch.device) -> tuple[str, ...]:
     """The models benchmarked when none are named: the five tutorial rows, plus AlexNet on a GPU."""
     return DEFAULT_MODELS + (GPU_MODELS if device.type == "cuda" else ())
+
+
+# --- notebook 08: time to a target accuracy, and where a tutorial epoch goes -------------
+
+
+@dataclass
+class Race:
+    """One recipe trained epoch by epoch until its test accuracy reaches `target` (or `max_epochs`).
+
+    Per finished epoch: ``steps`` and ``seconds`` (training only, cumulative) and
+    ``test_acc``. ``reached_epoch`` is the first epoch at or above the target (None if none).
+    """
+
+    label: str
+    target: float
+    device: str
+    settings: dict[str, Any]
+    steps: list[int] = field(default_factory=list)
+    seconds: list[float] = field(default_factory=list)
+    test_acc: list[float] = field(default_factory=list)
+
+    @property
+    def reached_epoch(self) -> int | None:
+        """The first epoch (1-based) whose test accuracy is at least the target, or None."""
+        return next((i + 1 for i, acc in enumerate(self.test_acc) if acc >= self.target), None)
+
+    def reached(self) -> tuple[int, float] | None:
+        """``(steps, training seconds)`` up to the end of `reached_epoch`, or None."""
+        epoch = self.reached_epoch
+        return None if epoch is None else (self.steps[epoch - 1], self.seconds[epoch - 1])
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for JSON."""
+        return {**asdict(self), "reached_epoch": self.reached_epoch}
+
+
+def time_to_accuracy(
+    label: str,
+    model: nn.Module,
+    config: TrainConfig,
+    *,
+    target: float = 0.99,
+    max_epochs: int | None = None,
+    device: torch.device | str = "auto",
+    data_dir: str | os.PathLike[str] | None = None,
+) -> Race:
+    """Train `model` with `config` and the speed switches that pay on `device`; stop once a test reaches `target`.
+
+    This is `fit`'s loop (same loaders, optimiser, schedule, `Speed.auto`) with an
+    evaluation after every epoch and a stop at the target; the clock counts only the
+    training epochs (from a quiet device to a quiet device), as `fit` does. At most
+    `max_epochs` (default ``config.epochs``; a scheduled recipe's schedule always spans
+    ``config.epochs``, so stopping early changes nothing before the stop).
+    """
+    device = get_device(device)
+    set_seed(config.seed)
+    model = model.to(device)
+    speed = Speed.auto(model, device)
+    train, test = mnist_loader("train", config, device, data_dir), mnist_loader("test", config, device, data_dir)
+    optimizer, loss_fn = make_optimizer(model, config), loss_function(model, config.label_smoothing)
+    run_epoch = speed.prepare(model, optimizer, loss_fn, train, schedule(config, train))
+    race = Race(label, target, str(device), asdict(speed))
+    for epoch in range(1, (max_epochs or config.epochs) + 1):
+        synchronize(device)
+        start = time.perf_counter()
+        _, _, diverged = run_epoch(lambda batches: batches)  # ends with the epoch's one read of the loss
+        synchronize(device)
+        elapsed = time.perf_counter() - start
+        if diverged:
+            break
+        race.steps.append(epoch * len(train))
+        race.seconds.append((race.seconds[-1] if race.seconds else 0.0) + elapsed)
+        race.test_acc.append(evaluate(model, test)[1])
+        if race.test_acc[-1] >= target:
+            break
+    return race
+
+
+def time_breakdown(tutorial_epoch: float, data_only: float, fastest_epoch: float) -> dict[str, float]:
+    """Split one epoch of the tutorials' loop into three measured parts, in seconds.
+
+    ``data pipeline``: a pass of the tutorials' DataLoader with no model at all.
+    ``training step``: an epoch of the fastest loop measured for the model (the
+    arithmetic, plus what overhead that loop still has). ``the rest``: what is left of
+    the tutorials' epoch — per-batch copies, a ``.item()`` wait every step, Python
+    between the two. The parts add up to `tutorial_epoch`; the rest can come out
+    slightly negative when the machine's noise is larger than it.
+    """
+    return {
+        "data pipeline (PIL + DataLoader, no model)": data_only,
+        "training step (fastest loop measured)": fastest_epoch,
+        "the rest (per-step copies, syncs, Python)": tutorial_epoch - data_only - fastest_epoch,
+    }
+
+
+@contextlib.contextmanager
+def native_stderr_silenced() -> Iterator[None]:
+    """Send what C++ libraries write to file descriptor 2 to /dev/null, for the duration.
+
+    On a machine without CUDA, torch.profiler's tracing library (Kineto) prints
+    start/stop lines and a "gpuGetDeviceCount failed" error straight to the process's
+    stderr; they say nothing about the profile. Python's own ``sys.stderr`` is flushed
+    first, so nothing written before is lost.
+    """
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)

@@ -4,7 +4,8 @@
 [conv 3×3, BatchNorm, ReLU, max-pool] blocks and one linear layer, trained with a
 large batch, a one-cycle learning rate, Nesterov momentum and label smoothing.
 `train_fast` is a warm-up, then `fit` with the speed switches that pay on the
-device, then the training time `fit` recorded.
+device, then the training time `fit` recorded. `run_ablation` trains the recipe with
+one ingredient removed at a time (`ABLATIONS`), over several seeds (notebook 08).
 """
 
 from __future__ import annotations
@@ -14,15 +15,18 @@ import itertools
 import os
 import statistics
 import time
+import warnings
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
+from torch import nn
 
 from ..config import TrainConfig
 from ..data import mnist_loaders
 from ..devices import get_device, set_seed
-from ..errors import check_int
+from ..errors import DivergenceWarning, check_int, unknown_choice
 from ..models import FastCNN
 from ..train import evaluate, fit, loss_function, make_optimizer
 from . import Speed
@@ -63,6 +67,7 @@ def train_fast(
     data_dir: str | os.PathLike[str] | None = None,
     speed: Speed | None = None,
     warmup_steps: int = WARMUP_STEPS,
+    make_model: Callable[[], nn.Module] = FastCNN,
 ) -> FastRun:
     """Train `FastCNN` with its recipe (or `config`) from `seed` through `fit`; time it; evaluate it.
 
@@ -75,13 +80,14 @@ def train_fast(
     one evaluation, after which the initial weights, BatchNorm statistics and
     shuffling state are restored, so the timed run starts where an untimed one would).
     On CUDA the CUDA graph is recorded before the first epoch's clock starts.
-    `speed` defaults to `Speed.auto` for the device.
+    `speed` defaults to `Speed.auto` for the device; `make_model` builds the network
+    (`FastCNN`; an ablation passes a variant).
     """
     check_int("warmup_steps", warmup_steps, minimum=0)
     config = (config or FastCNN.RECIPE).replace(seed=seed)
     device = get_device(device)
     set_seed(seed)
-    model = FastCNN().to(device)  # weights drawn from `seed`
+    model = make_model().to(device)  # weights drawn from `seed`
     speed = speed or Speed.auto(model, device)
     train, test = mnist_loaders(config, device, data_dir)
     if warmup_steps:
@@ -139,3 +145,118 @@ def summarize_fast(runs: list[FastRun]) -> dict[str, Any]:
         "max_train_seconds": max(secs),
         "mean_eval_seconds": statistics.fmean(r.eval_seconds for r in runs),
     }
+
+
+# --- the ablation: the recipe with one ingredient removed at a time ---------------------
+
+
+def fast_cnn_without_batchnorm() -> nn.Module:
+    """`FastCNN` with every BatchNorm replaced by nothing, and the convolutions given back their biases.
+
+    The convolutions have no bias in `FastCNN` because BatchNorm's shift replaces it;
+    without BatchNorm each gets a bias, initialised to 0. Everything else is unchanged.
+    """
+    model = FastCNN()
+    layers = list(model.features)
+    for i, layer in enumerate(layers):
+        if isinstance(layer, nn.BatchNorm2d):
+            conv = layers[i - 1]
+            conv.bias = nn.Parameter(torch.zeros(conv.out_channels))
+            layers[i] = nn.Identity()
+    model.features = nn.Sequential(*layers)
+    return model
+
+
+@dataclass(frozen=True)
+class Ablation:
+    """One ingredient of the fast recipe removed: a description, the recipe changes, the model."""
+
+    name: str
+    description: str
+    changes: dict[str, Any] = field(default_factory=dict)
+    make_model: Callable[[], nn.Module] = FastCNN
+
+
+ABLATIONS: dict[str, Ablation] = {
+    a.name: a
+    for a in (
+        Ablation("batchnorm", "no BatchNorm (convolutions with biases)", make_model=fast_cnn_without_batchnorm),
+        Ablation("one_cycle", "constant learning rate 0.3 instead of one-cycle", {"schedule": "constant"}),
+        Ablation("label_smoothing", "no label smoothing", {"label_smoothing": 0.0}),
+        Ablation("large_batch", "batch 64 instead of 256 (4× the steps, same 2 epochs)", {"batch_size": 64}),
+        Ablation("nesterov", "plain momentum instead of Nesterov", {"nesterov": False}),
+        Ablation("weight_decay", "no weight decay", {"weight_decay": 0.0}),
+    )
+}
+
+
+@dataclass
+class AblationResult:
+    """The runs of one variant: ``"full recipe"`` or an ablation's name, with its description."""
+
+    name: str
+    description: str
+    runs: list[FastRun]
+
+    def summary(self) -> dict[str, Any]:
+        """`summarize_fast` of the runs that did not diverge, plus how many diverged."""
+        finished = [r for r in self.runs if not r.diverged]
+        return {**summarize_fast(finished), "diverged": len(self.runs) - len(finished)}
+
+
+def run_ablation(
+    names: Sequence[str],
+    seeds: Sequence[int],
+    *,
+    config: TrainConfig | None = None,
+    device: str | torch.device = "auto",
+    data_dir: str | os.PathLike[str] | None = None,
+    log: Callable[[str], None] | None = print,
+) -> list[AblationResult]:
+    """Train the recipe (`config`, default ``FastCNN.RECIPE``) with each ablation in `names` removed, per seed.
+
+    Each run is `train_fast` with the ablation's recipe changes and model; the speed
+    switches are `Speed.auto`'s for that model. The full recipe is not rerun here: pass
+    its runs to `ablation_table` as the baseline.
+    """
+    for name in names:
+        if name not in ABLATIONS:
+            raise unknown_choice("ablation", name, ABLATIONS)
+    base = config or FastCNN.RECIPE
+    results = []
+    for name in names:
+        ablation = ABLATIONS[name]
+        variant = base.replace(**ablation.changes)
+        runs = []
+        for seed in seeds:
+            with warnings.catch_warnings():  # a diverged run is a result here, reported in the log line
+                warnings.simplefilter("ignore", DivergenceWarning)
+                run = train_fast(seed, device=device, config=variant, data_dir=data_dir, make_model=ablation.make_model)
+            runs.append(run)
+            if log is not None:
+                outcome = "diverged" if run.diverged else f"{run.test_acc:.2%}"
+                log(f"without {name:<16} seed {seed}: {outcome}  {run.train_seconds:.1f} s ({run.steps} steps)")
+        results.append(AblationResult(name, ablation.description, runs))
+    return results
+
+
+def ablation_table(full: list[FastRun], results: list[AblationResult]) -> str:
+    """A markdown table: mean test accuracy, min-max, change against the full recipe, training time."""
+    rows = [AblationResult("full recipe", "nothing removed", full), *results]
+    base = summarize_fast(full)["mean_test_acc"]
+    lines = [
+        "| removed | what changes | seeds | mean test accuracy | min–max | vs full recipe | training s (mean) |",
+        "|---|---|---:|---:|---:|---:|---:|",
+    ]
+    for row in rows:
+        s = row.summary()
+        seeds = f"{s['seeds']}" + (f" (+{s['diverged']} diverged)" if s["diverged"] else "")
+        if not s["seeds"]:
+            lines.append(f"| {row.name} | {row.description} | {seeds} | diverged | — | — | — |")
+            continue
+        delta = "—" if row.name == "full recipe" else f"{100 * (s['mean_test_acc'] - base):+.2f} pts"
+        lines.append(
+            f"| {row.name} | {row.description} | {seeds} | {s['mean_test_acc']:.2%} | "
+            f"{s['min_test_acc']:.2%}–{s['max_test_acc']:.2%} | {delta} | {s['mean_train_seconds']:.1f} |"
+        )
+    return "\n".join(lines)
