@@ -25,7 +25,8 @@ extensions = [
 ]
 
 # notebooks/ is a link to the repository's notebooks folder; smoke/ holds CI parameter files only.
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "notebooks/smoke", "sweep-*"]  # sweep-*: results the README shows
+# sweep-*: results of `mnist-lab batch` sweeps that the README shows, not pages
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "notebooks/smoke", "sweep-*"]
 
 # The committed outputs are the real runs: show them, never execute anything.
 nb_execution_mode = "off"

@@ -333,6 +333,8 @@ def plot_sweep(
         ax.legend()
     fig.tight_layout()
     return fig
+
+
 # --- notebooks 07-08 (issue 13): evaluation figures and where the training time goes ---
 
 
