@@ -1054,7 +1054,7 @@ def _run_locked(
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`) as `mnist_lab.cli` raises it
         interrupted = exc
         by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
-        log(f"Stopped by {by}. Finished runs are recorded: run the same command again to do the rest.")
+        log(f"Interrupted. Stopped by {by}; finished runs are recorded: run the same command again to do the rest.")
     for job in planned:
         rows.setdefault(job.name, _row(job, out_dir, "failed", None, "not run: the batch was interrupted"))
     ordered = [rows[job.name] for job in planned]
