@@ -39,7 +39,16 @@ only this process writes under ``DIR``, so workers need no shared file system (t
 MNIST through ``MNIST_LAB_DATA`` or download it). Where workers declare a ``GPU`` resource
 (``dask worker --resources GPU=1``), each run asks for one. Failures (an exception, a cell
 longer than ``--timeout``, a dying kernel or worker) are recorded and do not stop the other
-runs; the exit status is then 1. Ctrl-C cancels what has not finished (exit status 130).
+runs; the exit status is then 1. Ctrl-C cancels what has not finished (exit status 130;
+SIGTERM, which ``mnist_lab.cli`` raises as `Terminated`, the same with 143).
+
+Safety. Batch writes only inside DIR, under names taken from each notebook file's own stem
+(which must be a plain file name). Refused before anything runs (exit status 2): an executed
+copy or run folder that would land on a source notebook, a file where a run folder belongs or
+a folder, link or device where a file belongs, and in ``-f``/``-p`` a key given twice, a key
+that is not text, a value JSON cannot hold (a date, ``!!binary``) or an unquoted ``1e-3``
+(text in YAML 1.1). While it runs, batch holds ``DIR/.mnist-lab-batch.lock`` (an ``flock``),
+so a second batch on DIR is refused, naming the first one's process.
 """
 
 from __future__ import annotations
