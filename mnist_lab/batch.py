@@ -39,7 +39,16 @@ only this process writes under ``DIR``, so workers need no shared file system (t
 MNIST through ``MNIST_LAB_DATA`` or download it). Where workers declare a ``GPU`` resource
 (``dask worker --resources GPU=1``), each run asks for one. Failures (an exception, a cell
 longer than ``--timeout``, a dying kernel or worker) are recorded and do not stop the other
-runs; the exit status is then 1. Ctrl-C cancels what has not finished (exit status 130).
+runs; the exit status is then 1. Ctrl-C cancels what has not finished (exit status 130;
+SIGTERM, which ``mnist_lab.cli`` raises as `Terminated`, the same with 143).
+
+Safety. Batch writes only inside DIR, under names taken from each notebook file's own stem
+(which must be a plain file name). Refused before anything runs (exit status 2): an executed
+copy or run folder that would land on a source notebook, a file where a run folder belongs or
+a folder, link or device where a file belongs, and in ``-f``/``-p`` a key given twice, a key
+that is not text, a value JSON cannot hold (a date, ``!!binary``) or an unquoted ``1e-3``
+(text in YAML 1.1). While it runs, batch holds ``DIR/.mnist-lab-batch.lock`` (an ``flock``),
+so a second batch on DIR is refused, naming the first one's process.
 """
 
 from __future__ import annotations
@@ -63,8 +72,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import InvalidParameterError, MnistLabError
-from .files import atomic_write, check_writable, save_figure, write_json
+from .errors import InvalidParameterError, MnistLabError, OutputError, Terminated
+from .files import atomic_write, check_target, check_writable, save_figure, write_json
 
 STATE_FILE = "batch.json"
 METRICS_FILE = "metrics.json"  # what mnist_lab.notebook.save_metrics writes
@@ -76,6 +85,9 @@ EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
 INJECTED = "output_dir"  # set by batch for every notebook that declares it
 SEED = "seed"  # the grid parameter the aggregate table averages over
 KERNEL_NAME = "python3"
+EXIT_TERMINATED = 143
+LOCK_FILE = ".mnist-lab-batch.lock"
+PLAIN_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
 
 
 class SchedulerError(MnistLabError, ConnectionError):
@@ -122,12 +134,77 @@ def default_notebooks(root: Path | None = None) -> list[Path]:
 # --------------------------------------------------------------------------- parameters and grids
 
 
+# YAML 1.1 (PyYAML) reads an exponent without a dot (1e-3) as a string; a notebook would then get "1e-3".
+_BARE_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+JSON_SCALARS = (str, int, float, bool, type(None))
+
+
+def _strict_loader() -> type:
+    """`yaml.SafeLoader` that refuses duplicate keys and an unquoted ``1e-3`` (a string in YAML 1.1)."""
+    import yaml
+
+    class StrictLoader(yaml.SafeLoader):
+        def construct_mapping(self, node: Any, deep: bool = False) -> dict[Any, Any]:
+            seen: set[Any] = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=True)
+                if isinstance(key, JSON_SCALARS) and key in seen:
+                    raise InvalidParameterError(
+                        f"{key!r} is given twice in one mapping (line {key_node.start_mark.line + 1}); "
+                        "YAML would silently keep the last value. Keep one."
+                    )
+                with contextlib.suppress(TypeError):
+                    seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+        def construct_yaml_str(self, node: Any) -> str:
+            text = super().construct_yaml_str(node)
+            if node.style is None and _BARE_EXPONENT.fullmatch(text):
+                mantissa, _, exponent = text.lower().partition("e")
+                example = f"{mantissa}.0e{exponent}" if "." not in mantissa else text
+                raise InvalidParameterError(
+                    f"{text!r} is read as text, not a number, by YAML 1.1 (line {node.start_mark.line + 1}): "
+                    f"write {example} or {float(text):g} (or quote it if you mean text)."
+                )
+            return text
+
+    StrictLoader.add_constructor("tag:yaml.org,2002:str", StrictLoader.construct_yaml_str)
+    return StrictLoader
+
+
+def load_yaml(text: str) -> Any:
+    """`text` read as YAML by `_strict_loader` (raises `InvalidParameterError` or `yaml.YAMLError`)."""
+    import yaml
+
+    return yaml.load(text, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+
+
+def check_json_value(value: Any, where: str) -> Any:
+    """Refuse what JSON (and so a notebook's parameters cell) cannot hold: dates, bytes, sets, non-text keys."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise InvalidParameterError(
+                    f"{where}: the key {key!r} is a {type(key).__name__}, not text; quote it (e.g. '{key}')."
+                )
+            check_json_value(item, f"{where}, {key!r}")
+    elif isinstance(value, list):
+        for item in value:
+            check_json_value(item, where)
+    elif not isinstance(value, JSON_SCALARS):
+        raise InvalidParameterError(
+            f"{where}: {value!r} is a {type(value).__name__}, which a notebook parameter cannot hold "
+            "(only numbers, text, true/false, null, lists and mappings). Quote it to pass it as text."
+        )
+    return value
+
+
 def parse_value(text: str) -> Any:
     """A ``-p`` value as YAML: ``3`` -> 3, ``0.1`` -> 0.1, ``true`` -> True, ``null`` -> None, ``cpu`` -> 'cpu'."""
     import yaml
 
     try:
-        return yaml.safe_load(text)
+        return check_json_value(load_yaml(text), f"Value {text!r}")
     except yaml.YAMLError as exc:
         raise InvalidParameterError(
             f"Value {text!r} is not valid YAML ({exc}). Quote strings that hold ':' or '#'."
@@ -199,9 +276,11 @@ def load_params_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
 
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = load_yaml(path.read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise InvalidParameterError(f"Parameter file {path} does not exist.") from exc
+    except InvalidParameterError as exc:
+        raise InvalidParameterError(f"Parameter file {path}: {exc}") from exc
     except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
         raise InvalidParameterError(f"Parameter file {path} is not readable YAML: {exc}") from exc
     if data is None:
@@ -210,7 +289,7 @@ def load_params_yaml(path: str | os.PathLike[str]) -> dict[str, Any]:
         raise InvalidParameterError(
             f"Parameter file {path} must be a YAML mapping of parameter names to values (e.g. `epochs: 1`)."
         )
-    return data
+    return check_json_value(data, f"In {path}")
 
 
 def declared_parameters(notebook: str | os.PathLike[str]) -> dict[str, str]:
@@ -264,15 +343,50 @@ def _chosen_notebooks(notebooks: Sequence[str | os.PathLike[str]] | None, out: P
         if path.suffix != ".ipynb" or not path.is_file():
             raise InvalidParameterError(f"{path} is not a notebook file (.ipynb). Check the path.")
         resolved = path.resolve()
+        stem = resolved.stem  # of the file itself: "../x.ipynb" is "x"; output names derive from it
+        if not PLAIN_STEM.fullmatch(stem):
+            raise InvalidParameterError(
+                f"{path}: batch names its results after the notebook ({stem!r}), so the name must be a plain "
+                "file name of letters, digits, '_', '-' and '.', not starting with '.' (e.g. 03_mlp.ipynb). "
+                "Rename or copy the notebook."
+            )
         if any(job.notebook == resolved for job in jobs):
             continue  # named twice: run once
-        if any(job.stem == path.stem for job in jobs):
+        if any(job.stem == stem for job in jobs):
             raise InvalidParameterError(
-                f"Two notebooks are named {path.stem!r}; their results would share {out / path.stem}. "
+                f"Two notebooks are named {stem!r}; their results would share {out / stem}. "
                 "Run them in separate batches (different --out)."
             )
-        jobs.append(Job(resolved, path.stem, declared_parameters(path)))
+        jobs.append(Job(resolved, stem, declared_parameters(path)))
     return jobs
+
+
+def check_run_paths(runs: list[Job], out: Path) -> None:
+    """Refuse, before anything runs, outputs that would leave `out`, replace a source notebook, or land on
+    a file where a folder belongs (or a folder, link or device where a file belongs)."""
+    sources = {job.notebook for job in runs}
+    for job in runs:
+        copy, folder = out / f"{job.name}.ipynb", out / job.name
+        for path in (copy, folder):
+            if not path.resolve().is_relative_to(out):
+                raise OutputError(f"Run {job.name!r} would write {path}, outside --out {out}; nothing was run.")
+        for source in sources:
+            if copy.resolve() == source or source.is_relative_to(folder.resolve()):
+                raise OutputError(
+                    f"--out {out} would put run {job.name!r} over its source notebook {source}; nothing was "
+                    "run. Choose an --out folder apart from the notebooks (e.g. results/batch)."
+                )
+        for parent in [folder, *folder.parents]:
+            if parent == out.parent:
+                break
+            if parent.exists() and not parent.is_dir():
+                raise OutputError(
+                    f"{parent} is a file, but batch keeps the results of run {job.name!r} in a folder there; "
+                    "nothing was run. Move or delete that file, or choose another --out."
+                )
+        check_target(copy)
+    for name in ("summary.md", "summary.csv", SWEEP_FILE):
+        check_target(out / name)
 
 
 def _check_names(names: dict[str, str], jobs: list[Job]) -> None:
@@ -527,6 +641,15 @@ def clear_stale(job: Job, out: Path) -> None:
             (out / job.name / stale).unlink()
 
 
+def _is_notebook(data: bytes) -> bool:
+    """Whether `data` is a whole notebook file (JSON with cells), not the start of one."""
+    try:
+        parsed = json.loads(data)
+    except ValueError:
+        return False
+    return isinstance(parsed, dict) and isinstance(parsed.get("cells"), list)
+
+
 def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
     """Write what a worker sent back under ``DIR`` (each file atomically, ``batch.json`` last); its row."""
     folder = out / job.name
@@ -534,6 +657,10 @@ def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
     for relative, data in result["files"].items():
         with atomic_write(_inside(folder, relative), "wb") as handle:
             handle.write(data)
+    if result["notebook"] is not None and not _is_notebook(result["notebook"]):
+        # papermill's write of the executed copy broke off (a killed kernel or worker): keep no torso
+        result = {**result, "notebook": None, "status": "failed"}
+        result["error"] = result["error"] or "the executed copy came back incomplete (not a notebook)"
     if result["notebook"] is not None:
         with atomic_write(out / f"{job.name}.ipynb", "wb") as handle:
             handle.write(result["notebook"])
@@ -814,6 +941,64 @@ def _check_options(jobs: int, timeout: int | None, scheduler: str | None) -> Non
         raise InvalidParameterError("--scheduler needs an address, e.g. tcp://127.0.0.1:8786.")
 
 
+@contextlib.contextmanager
+def batch_lock(out: Path) -> Iterator[Path]:
+    """Hold ``out/.mnist-lab-batch.lock`` (an `fcntl.flock`, which the system frees even on SIGKILL)
+    while a batch writes under `out`; a second batch on the same folder is refused, naming the first."""
+    import fcntl
+
+    path = out / LOCK_FILE
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        while True:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                holder = os.read(fd, 200).decode(errors="replace").strip() or "unknown"
+                os.close(fd)
+                raise OutputError(
+                    f"Another mnist-lab batch (process {holder}) is writing to {out}; two batches on one "
+                    "folder would replace each other's results. Wait for it to finish (or stop it), or choose "
+                    "another --out."
+                ) from None
+            if os.path.exists(path) and os.path.samestat(os.fstat(fd), os.stat(path)):
+                break  # not a lock file the previous holder removed just before we locked it
+            os.close(fd)
+    except OSError as exc:
+        if isinstance(exc, OutputError):
+            raise
+        raise OutputError(f"Could not lock {path}: {exc.strerror or exc}. Choose a writable --out.") from exc
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()} on {socket.gethostname()}\n".encode())
+        yield path
+    finally:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)  # while still locked, so no one locks the file being removed
+        os.close(fd)
+
+
+@contextlib.contextmanager
+def quiet_shutdown() -> Iterator[Callable[[], None]]:
+    """Yields ``silence()``: once called (after an interrupt or a failure), Dask, tornado and asyncio log no
+    tracebacks until this block ends, so the client and cluster close without zmq/asyncio noise."""
+    import logging
+
+    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
+    levels = [logger.level for logger in loggers]
+
+    def silence() -> None:
+        for logger in loggers:
+            logger.setLevel(logging.CRITICAL + 1)
+
+    try:
+        yield silence
+    finally:
+        for logger, level in zip(loggers, levels):
+            logger.setLevel(level)
+
+
 def run_batch(
     notebooks: Sequence[str | os.PathLike[str]] | None = None,
     params: Sequence[tuple[str, str]] = (),
@@ -831,6 +1016,21 @@ def run_batch(
     planned = plan(notebooks, params, params_file, out, grid)
     out_dir = Path(out).resolve()
     check_writable(out_dir / "summary.md")
+    check_run_paths(planned, out_dir)
+    with batch_lock(out_dir):
+        return _run_locked(planned, out_dir, jobs, force, timeout, log, scheduler)
+
+
+def _run_locked(
+    planned: list[Job],
+    out_dir: Path,
+    jobs: int,
+    force: bool,
+    timeout: int | None,
+    log: Callable[[str], None],
+    scheduler: str | None,
+) -> int:
+    """`run_batch` once its runs are planned, checked and `out_dir` is locked."""
     rows: dict[str, dict[str, Any]] = {}
     for job in planned:
         done = None if force else finished_row(job, out_dir)
@@ -850,20 +1050,25 @@ def run_batch(
         rows[job.name] = row
         _report(log, index[job.name], len(planned), job.name, row)
 
-    interrupted = False
+    interrupted: KeyboardInterrupt | None = None
     try:
         if todo:
-            with dask_client(scheduler, jobs) as client:
+            with quiet_shutdown() as silence, dask_client(scheduler, jobs) as client:
                 log(f"Dask dashboard: {client.dashboard_link}")
-                run_on_dask(todo, out_dir, timeout, client, done)
-    except KeyboardInterrupt:
-        interrupted = True
-        log("Interrupted. Finished runs are recorded: run the same command again to do the rest.")
+                try:
+                    run_on_dask(todo, out_dir, timeout, client, done)
+                except BaseException:
+                    silence()  # the client and cluster close as this unwinds: no tracebacks from them
+                    raise
+    except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`) as `mnist_lab.cli` raises it
+        interrupted = exc
+        by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+        log(f"Interrupted. Stopped by {by}; finished runs are recorded: run the same command again to do the rest.")
     for job in planned:
         rows.setdefault(job.name, _row(job, out_dir, "failed", None, "not run: the batch was interrupted"))
     ordered = [rows[job.name] for job in planned]
     md, csv_path = write_summary(ordered, planned, out_dir)
     log(f"Summary: {md} and {csv_path}")
-    if interrupted:
-        return EXIT_INTERRUPTED
+    if interrupted is not None:
+        return EXIT_TERMINATED if isinstance(interrupted, Terminated) else EXIT_INTERRUPTED
     return EXIT_FAILED if any(row["status"] == "failed" for row in ordered) else 0
