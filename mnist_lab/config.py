@@ -11,6 +11,7 @@ from .errors import (
     check_bool,
     check_choice,
     check_float,
+    check_int,
     check_optional_limit,
     check_positive_int,
     check_seed,
@@ -60,6 +61,9 @@ class TrainConfig:
     schedule: str = "constant"  # learning-rate schedule: "constant" or "onecycle" (see SCHEDULES)
     nesterov: bool = False  # SGD with Nesterov momentum (needs momentum > 0)
     drop_last: bool = False  # drop the last, smaller training batch of each epoch
+    # Hold out the LAST `validation` training images: never trained on, evaluated after every
+    # epoch, so that choosing the number of epochs never looks at the test set (0: no split).
+    validation: int = 0
 
     def __post_init__(self) -> None:
         check_positive_int("epochs", self.epochs)
@@ -89,6 +93,7 @@ class TrainConfig:
             )
         check_choice("schedule", self.schedule, SCHEDULES)
         check_bool("drop_last", self.drop_last)
+        check_int("validation", self.validation, minimum=0)
 
     def replace(self, **changes: Any) -> TrainConfig:
         """A copy with some fields changed, validated again."""

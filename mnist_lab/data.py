@@ -469,38 +469,67 @@ class DeviceLoader:
         self.generator.set_state(state["generator"])
 
 
+LOADER_SPLITS = ("train", "validation", "test")  # what `mnist_loader` serves
+
+
+def validation_split(images: Tensor, labels: Tensor, validation: int) -> tuple[tuple[Tensor, Tensor], ...]:
+    """Split the training set: ``(train_images, train_labels), (val_images, val_labels)``.
+
+    The last `validation` samples are held out (0: none); a fixed cut, not a random
+    draw, so it is the same for every seed and every run, and no image is in both.
+    """
+    n_train = len(labels) - validation
+    if validation and n_train < 1:
+        raise InvalidParameterError(
+            f"validation={validation} holds out every one of the {len(labels):,} training images; "
+            "choose fewer (5,000 is typical for MNIST)."
+        )
+    return (images[:n_train], labels[:n_train]), (images[n_train:], labels[n_train:])
+
+
 def mnist_loader(
     split: str,
     config: TrainConfig,
     device: torch.device | str = "cpu",
     data_dir: str | os.PathLike[str] | None = None,
 ) -> DeviceLoader:
-    """A device-resident loader of one split for a recipe.
+    """A device-resident loader of one split for a recipe: ``"train"``, ``"validation"`` or ``"test"``.
 
-    Training: the recipe's batch size, shuffling, seed, limit and drop_last. Test:
-    every test digit (or the first ``config.test_limit``) in order, in large batches.
+    Training: the first ``60,000 - config.validation`` training images (then the first
+    ``config.limit`` of those), with the recipe's batch size, shuffling, seed and
+    drop_last. Validation: the last ``config.validation`` training images, never in a
+    training batch. Test: every test digit (or the first ``config.test_limit``). The
+    last two come in order, in large batches.
     """
-    if split == "train":
+    check_choice("split", split, LOADER_SPLITS)
+    if split == "test":
         return DeviceLoader.from_mnist(
-            "train",
+            "test",
             data_dir,
-            batch_size=config.batch_size,
-            shuffle=config.shuffle,
+            batch_size=min(config.test_batch_size, config.test_limit or 10_000),
+            shuffle=False,
             normalize=config.normalize,
             device=device,
-            seed=config.seed,
-            limit=config.limit,
-            drop_last=config.drop_last,
+            limit=config.test_limit,
         )
-    check_choice("split", split, SPLITS)
-    return DeviceLoader.from_mnist(
-        "test",
-        data_dir,
-        batch_size=min(config.test_batch_size, config.test_limit or 10_000),
-        shuffle=False,
+    train, held_out = validation_split(*load_mnist("train", data_dir), config.validation)
+    if split == "validation":
+        if not config.validation:
+            raise InvalidParameterError(
+                "There is no validation split: config.validation is 0. Set validation=5000 (say) to hold out "
+                "the last 5,000 training images."
+            )
+        batch_size = min(config.test_batch_size, config.validation)
+        return DeviceLoader(*held_out, batch_size=batch_size, shuffle=False, normalize=config.normalize, device=device)
+    return DeviceLoader(
+        *train,
+        batch_size=config.batch_size,
+        shuffle=config.shuffle,
         normalize=config.normalize,
         device=device,
-        limit=config.test_limit,
+        seed=config.seed,
+        limit=config.limit,
+        drop_last=config.drop_last,
     )
 
 

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from .errors import InvalidParameterError
 from .files import write_json
 
 if TYPE_CHECKING:
@@ -31,8 +32,10 @@ class History:
     """What `fit` measured, one entry per finished epoch.
 
     Losses are means over samples; accuracies are fractions in [0, 1]; ``seconds``
-    is the training time of each epoch (evaluation excluded). ``stopped`` is None
-    for a run that finished, else ``"diverged"`` or ``"interrupted"``.
+    is the training time of each epoch (evaluation excluded). ``val_loss`` and
+    ``val_acc`` are measured on the held-out validation images (``config.validation``)
+    and stay empty without them. ``stopped`` is None for a run that finished, else
+    ``"diverged"`` or ``"interrupted"``.
     """
 
     model: str
@@ -45,6 +48,8 @@ class History:
     test_loss: list[float] = field(default_factory=list)
     test_acc: list[float] = field(default_factory=list)
     seconds: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_acc: list[float] = field(default_factory=list)
     stopped: str | None = None
 
     @classmethod
@@ -54,9 +59,19 @@ class History:
         return cls(model_name(model), str(device), config.to_dict(), parameters)
 
     def append(
-        self, epoch: int, train_loss: float, train_acc: float, test_loss: float, test_acc: float, seconds: float
+        self,
+        epoch: int,
+        train_loss: float,
+        train_acc: float,
+        test_loss: float,
+        test_acc: float,
+        seconds: float,
+        val: tuple[float, float] | None = None,
     ) -> None:
-        """Record one finished epoch."""
+        """Record one finished epoch; `val` is its validation ``(loss, accuracy)`` when there is a split."""
+        if val is not None:
+            self.val_loss.append(val[0])
+            self.val_acc.append(val[1])
         self.epoch.append(epoch)
         self.train_loss.append(train_loss)
         self.train_acc.append(train_acc)
@@ -89,9 +104,16 @@ class History:
 
     def line(self, i: int = -1) -> str:
         """One epoch as a printable line."""
+        val = f"val loss {self.val_loss[i]:.4f} acc {self.val_acc[i]:.2%}  " if self.val_acc else ""
         return (
             f"epoch {self.epoch[i]:3d}/{self.config['epochs']}  "
-            f"train loss {self.train_loss[i]:.4f} acc {self.train_acc[i]:.2%}  "
+            f"train loss {self.train_loss[i]:.4f} acc {self.train_acc[i]:.2%}  {val}"
             f"test loss {self.test_loss[i]:.4f} acc {self.test_acc[i]:.2%}  "
             f"{self.seconds[i]:.1f}s"
         )
+
+    def best_val_epoch(self) -> int:
+        """The epoch with the lowest validation loss: how many epochs to train, chosen without the test set."""
+        if not self.val_loss:
+            raise InvalidParameterError("This history has no validation split: train with validation=N (e.g. 5000).")
+        return self.epoch[min(range(len(self.val_loss)), key=self.val_loss.__getitem__)]

@@ -2,8 +2,10 @@
 
 Each class carries, as class attributes, what the rest of the package needs:
 ``NAME`` (its key in `MODELS`), ``SOURCE`` (the tutorial it reproduces),
-``PARAMETERS`` (its parameter count, equal to the tutorial's), ``EXPECTED_ACCURACY``
-(the test accuracy its tutorial claims, as a fraction), ``LOG_PROBS`` (True when
+``PARAMETERS`` (its parameter count, equal to the tutorial's), ``TUTORIAL_CLAIM``
+(the test accuracy its tutorial states, as a fraction; None where the tutorial states
+none, see ../shared/SEEDS.md), ``TARGET`` (the test accuracy *we* expect its recipe to
+reach: our own bar, not a tutorial's), ``LOG_PROBS`` (True when
 ``forward`` returns log-probabilities, so training uses NLL instead of
 cross-entropy on logits) and ``RECIPE`` (the tutorial's training recipe).
 
@@ -35,7 +37,8 @@ class MnistModel(nn.Module):
     NAME: str = ""
     SOURCE: str = ""
     PARAMETERS: int = 0
-    EXPECTED_ACCURACY: float | None = None
+    TUTORIAL_CLAIM: float | None = None  # what the tutorial states; None where it states no accuracy
+    TARGET: float | None = None  # our bar for the recipe's last-epoch test accuracy (ours, not the tutorial's)
     LOG_PROBS: bool = False
     RECIPE: TrainConfig = TrainConfig()
 
@@ -43,14 +46,15 @@ class MnistModel(nn.Module):
 class SoftmaxRegression(MnistModel):
     """Softmax regression: one linear layer 784→10, the baseline every model must beat.
 
-    Not from a tutorial; notebook 02 derives it. 7,850 parameters. Expected test
-    accuracy about 92 %.
+    Not from a tutorial; notebook 02 derives it. 7,850 parameters. No tutorial claims
+    an accuracy; our target is 92 % (measured: 92.11 % on a 2-core CPU, notebook 02).
     """
 
     NAME = "softmax_regression"
     SOURCE = "baseline (linear 784→10)"
     PARAMETERS = 7_850
-    EXPECTED_ACCURACY = 0.92
+    TUTORIAL_CLAIM = None
+    TARGET = 0.92
     RECIPE = TrainConfig(epochs=10, lr=0.1, normalize="unit")
 
     def __init__(self) -> None:
@@ -65,13 +69,15 @@ class MLP(MnistModel):
     """T3's multilayer perceptron: 784→256, ReLU, 256→10.
 
     203,530 parameters. T3 claims 9,779 / 10,000 = 97.79 % test accuracy after 10
-    epochs of SGD lr 0.5, batch 64, unnormalised pixels and no shuffling.
+    epochs of SGD lr 0.5, batch 64, unnormalised pixels and no shuffling. Our target:
+    97.6 %.
     """
 
     NAME = "mlp"
     SOURCE = "T3 (cnblogs MLP)"
     PARAMETERS = 203_530
-    EXPECTED_ACCURACY = 0.9779
+    TUTORIAL_CLAIM = 0.9779
+    TARGET = 0.976
     RECIPE = TrainConfig(epochs=10, lr=0.5, normalize="unit", shuffle=False)
 
     def __init__(self, hidden: int = 256) -> None:
@@ -91,13 +97,14 @@ class DeepMLP(MnistModel):
     """T0's deep MLP: 784→400→200→100→10 with ReLU between.
 
     415,310 parameters. T0 claims 99.9 % train and 98.20 % test accuracy after 20
-    epochs of SGD lr 0.1, batch 64, pixels scaled to [-1, 1].
+    epochs of SGD lr 0.1, batch 64, pixels scaled to [-1, 1]. Our target: 98.0 %.
     """
 
     NAME = "deep_mlp"
     SOURCE = "T0 (CSDN hand-holding MLP)"
     PARAMETERS = 415_310
-    EXPECTED_ACCURACY = 0.982
+    TUTORIAL_CLAIM = 0.982
+    TARGET = 0.98
     RECIPE = TrainConfig(epochs=20, lr=0.1, normalize="half", test_batch_size=128)
 
     def __init__(self, sizes: tuple[int, ...] = (400, 200, 100)) -> None:
@@ -118,13 +125,14 @@ class BPNetwork(MnistModel):
 
     109,386 parameters. Ends in log-probabilities, so it trains with NLLLoss (SGD lr
     0.003, momentum 0.9, 15 epochs, pixels in [-1, 1]). T2 never printed a test
-    accuracy; about 97.5 % is what this recipe reaches.
+    accuracy; our target is 97 % (measured: 97.51 % on a 2-core CPU, notebook 04).
     """
 
     NAME = "bp_network"
     SOURCE = "T2 (52pojie BP network)"
     PARAMETERS = 109_386
-    EXPECTED_ACCURACY = 0.975
+    TUTORIAL_CLAIM = None
+    TARGET = 0.97
     LOG_PROBS = True
     RECIPE = TrainConfig(epochs=15, lr=0.003, momentum=0.9, normalize="half")
 
@@ -148,13 +156,15 @@ class ConvNet(MnistModel):
     """T1's ConvNet: two [conv 5×5 p1, max-pool, ReLU, BatchNorm] blocks, then 500→60→20→10.
 
     36,830 parameters. T1 trains it 50 epochs with SGD lr 0.01, batch 64, pixels in
-    [0, 1], and reports about 99.1 % test accuracy (converged near epoch 20).
+    [0, 1]. T1 prints no accuracy for it (its "about 99.1 %, converged around epoch 20"
+    follows the AlexNet run); our target is 98.8 %.
     """
 
     NAME = "convnet"
     SOURCE = "T1 (Aliyun CNN)"
     PARAMETERS = 36_830
-    EXPECTED_ACCURACY = 0.991
+    TUTORIAL_CLAIM = None
+    TARGET = 0.988
     RECIPE = TrainConfig(epochs=50, lr=0.01, normalize="unit")
 
     def __init__(self) -> None:
@@ -188,14 +198,15 @@ class AlexNet(MnistModel):
     """T1's AlexNet adapted to 28×28 grey digits: five convolutions, three dense layers.
 
     56,826,570 parameters (almost all in the 9216→4096→4096 classifier). T1's recipe:
-    SGD lr 0.01, batch 64, pixels in [0, 1], 50 epochs; T1 reports about 99.1 %.
-    Needs a GPU for the full recipe.
+    SGD lr 0.01, batch 64, pixels in [0, 1], 50 epochs; T1 reports about 99.1 %
+    (our target: 99.0 %). Needs a GPU for the full recipe.
     """
 
     NAME = "alexnet"
     SOURCE = "T1 (Aliyun AlexNet for 28×28)"
     PARAMETERS = 56_826_570
-    EXPECTED_ACCURACY = 0.991
+    TUTORIAL_CLAIM = 0.991
+    TARGET = 0.99
     RECIPE = TrainConfig(epochs=50, lr=0.01, normalize="unit")
 
     def __init__(self) -> None:
@@ -236,13 +247,14 @@ class KerasCNN(MnistModel):
     Conv 32 3×3 ReLU, max-pool, conv 64 3×3 ReLU, max-pool, dense 64 ReLU, dense 10.
     121,930 parameters, as Keras' ``model.summary()`` reports. Weights start as Keras
     starts them (Glorot-uniform, zero bias). T4's recipe: Adam lr 1e-3, batch 32,
-    10 epochs, pixels in [0, 1]; it reaches about 99 %.
+    10 epochs, pixels in [0, 1]. T4 prints no test accuracy; our target is 98.8 %.
     """
 
     NAME = "keras_cnn"
     SOURCE = "T4 (CSDN Keras CNN, ported)"
     PARAMETERS = 121_930
-    EXPECTED_ACCURACY = 0.99
+    TUTORIAL_CLAIM = None
+    TARGET = 0.988
     RECIPE = TrainConfig(epochs=10, lr=1e-3, optimizer="adam", batch_size=32, normalize="unit")
 
     def __init__(self) -> None:
@@ -275,13 +287,17 @@ class ExamplesCNN(MnistModel):
 
     Conv 32 3×3, conv 64 3×3, max-pool, dropout 0.25, 9216→128, dropout 0.5, →10,
     log-softmax. 1,199,882 parameters. T0's recipe: standardised pixels, batch 64,
-    SGD lr 0.01 momentum 0.5, 10 epochs; T0 claims "about 98 %".
+    SGD lr 0.01 momentum 0.5, 10 epochs; T0 claims "about 98 %"; our target is 98.8 %.
+    T0 writes ``Dropout2d`` (whole channels of the 64 maps, and element-wise on the
+    128-vector, where PyTorch warns); this port uses ``Dropout`` (element-wise) in both
+    places, as today's pytorch/examples does. Notebook 05 shows the difference.
     """
 
     NAME = "examples_cnn"
     SOURCE = "T0 (appended pytorch/examples CNN)"
     PARAMETERS = 1_199_882
-    EXPECTED_ACCURACY = 0.98
+    TUTORIAL_CLAIM = 0.98
+    TARGET = 0.988
     LOG_PROBS = True
     RECIPE = TrainConfig(epochs=10, lr=0.01, momentum=0.5, normalize="standard")
 
@@ -311,13 +327,15 @@ class CNN5x5(MnistModel):
     """T0's appended 5×5 CNN: two [conv 5×5, ReLU, max-pool] blocks, 1024→256→10, log-softmax.
 
     317,066 parameters. T0's recipe: pixels in [0, 1], batch 100, Adam lr 1e-3,
-    10 epochs; about 99 %.
+    10 epochs. T0 states no accuracy for it; our target is 98.8 %. T0 trains it with
+    ``CrossEntropyLoss`` on these log-probabilities, which equals NLL (notebook 05).
     """
 
     NAME = "cnn5x5"
     SOURCE = "T0 (appended 5×5 CNN)"
     PARAMETERS = 317_066
-    EXPECTED_ACCURACY = 0.99
+    TUTORIAL_CLAIM = None
+    TARGET = 0.988
     LOG_PROBS = True
     RECIPE = TrainConfig(epochs=10, lr=1e-3, optimizer="adam", batch_size=100, normalize="unit")
 
@@ -366,12 +384,13 @@ class FastCNN(MnistModel):
 
     Not from a tutorial. Widths 16, 32, 64; 28×28 → 14×14 → 7×7 → 3×3, so the
     classifier sees 64·3·3 = 576 features. 29,178 parameters. BatchNorm is what lets
-    it take a large learning rate and learn in a few hundred steps.
+    it take a large learning rate and learn in a few hundred steps. Our target: 99 %.
     """
 
     NAME = "fast_cnn"
     SOURCE = "mnist_lab fast recipe (notebook 08)"
     PARAMETERS = 29_178
+    TARGET = 0.99
     RECIPE = FAST_RECIPE
 
     def __init__(self, widths: tuple[int, ...] = (16, 32, 64)) -> None:
@@ -430,13 +449,14 @@ def count_parameters(model: nn.Module) -> int:
 
 
 def model_table() -> list[dict[str, object]]:
-    """One row per model: name, source, parameters, expected accuracy, recipe summary."""
+    """One row per model: name, source, parameters, the tutorial's claim, our target, recipe summary."""
     return [
         {
             "name": cls.NAME,
             "source": cls.SOURCE,
             "parameters": cls.PARAMETERS,
-            "expected_accuracy": cls.EXPECTED_ACCURACY,
+            "tutorial_claim": cls.TUTORIAL_CLAIM,
+            "target": cls.TARGET,
             "output": "log-probs (NLL)" if cls.LOG_PROBS else "logits (CE)",
             "recipe": recipe_summary(cls.RECIPE),
         }

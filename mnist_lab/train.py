@@ -6,7 +6,10 @@ that are read once per epoch. The only other host-device synchronisation is a
 divergence check every `CHECK_EVERY` steps.
 
 `fit` builds device-resident MNIST loaders from the config unless it is given
-loaders. With ``checkpoint`` it saves the weights, optimiser, history and shuffling
+loaders. With ``config.validation = N`` the last N training images are held out
+(never trained on) and evaluated after every epoch (``history.val_loss``,
+``history.val_acc``): choose the number of epochs on them, and keep the test set
+for the one number reported at the end. With ``checkpoint`` it saves the weights, optimiser, history and shuffling
 state after every epoch (atomically), and ``resume=True`` continues from that file
 up to ``config.epochs`` (refusing a file it cannot continue exactly). Before loading
 any data it refuses a checkpoint path that holds anything but an earlier run of the
@@ -200,6 +203,7 @@ def fit(
     *,
     train_loader: Batches | None = None,
     test_loader: Batches | None = None,
+    val_loader: Batches | None = None,
     device: str | torch.device = "auto",
     data_dir: str | os.PathLike[str] | None = None,
     speed: Any = Plain,
@@ -213,11 +217,9 @@ def fit(
     """Train `model` with `config` (default ``model.RECIPE``) changed by `overrides`; see the module docstring."""
     config = (config or getattr(model, "RECIPE", TrainConfig())).replace(**overrides)
     device = _prepare(model, config, device, checkpoint, resume, overwrite, log)
-    train_loader, test_loader = _loaders(config, device, data_dir, train_loader, test_loader)
+    train_loader, test_loader, val_loader = _loaders(config, device, data_dir, train_loader, test_loader, val_loader)
     optimizer, loss_fn = make_optimizer(model.to(device), config), loss_function(model, config.label_smoothing)
-    history = (resume and resume_from(checkpoint, model, optimizer, train_loader, config, log)) or History.start(
-        model, device, config
-    )
+    history = _history(model, optimizer, train_loader, config, device, checkpoint if resume else None, log)
     run_epoch = speed.prepare(model, optimizer, loss_fn, train_loader, schedule(config, train_loader), history.epochs)
     try:
         for epoch in range(history.epochs + 1, config.epochs + 1):
@@ -227,7 +229,7 @@ def fit(
             if diverged:
                 _warn_diverged(history, config, epoch, checkpoint)
                 break
-            history.append(epoch, train_loss, train_acc, *evaluate(model, test_loader), seconds)
+            _record(history, model, (epoch, train_loss, train_acc), seconds, test_loader, val_loader)
             save_progress(checkpoint, model, optimizer, history, train_loader, overwrite)  # (no-op without a path)
             if log is not None:
                 log(history.line())
@@ -243,16 +245,32 @@ def _prepare(model: nn.Module, config: TrainConfig, device, checkpoint, resume: 
     return get_device(device)
 
 
-def _loaders(config: TrainConfig, device: torch.device, data_dir, train: Batches | None, test: Batches | None):
-    """The loaders given, or device-resident MNIST loaders built from `config` (files from `data_dir`).
+def _history(model, optimizer, train_loader, config: TrainConfig, device, resume_path, log) -> History:
+    """The history of a resumed run (from the checkpoint at `resume_path`), else an empty one."""
+    resumed = resume_from(resume_path, model, optimizer, train_loader, config, log) if resume_path else None
+    return resumed or History.start(model, device, config)
 
-    A loader given but empty is refused, never replaced by MNIST.
+
+def _loaders(config: TrainConfig, device: torch.device, data_dir, train, test, val) -> tuple:
+    """The train, test and validation loaders given, or device-resident MNIST loaders built from `config`.
+
+    A loader given but empty is refused, never replaced by MNIST. The validation loader stays None
+    when none is given and ``config.validation`` is 0 (no split).
     """
-    for name, loader in (("train_loader", train), ("test_loader", test)):
+    for name, loader in (("train_loader", train), ("test_loader", test), ("val_loader", val)):
         if loader is not None and hasattr(loader, "__len__") and len(loader) == 0:
             raise InvalidParameterError(f"{name} is empty (no batches): give it some samples, or leave it out.")
     train = train if train is not None else mnist_loader("train", config, device, data_dir)
-    return train, test if test is not None else mnist_loader("test", config, device, data_dir)
+    test = test if test is not None else mnist_loader("test", config, device, data_dir)
+    if val is None and config.validation:
+        val = mnist_loader("validation", config, device, data_dir)
+    return train, test, val
+
+
+def _record(history: History, model: nn.Module, train: tuple, seconds: float, test: Batches, val) -> None:
+    """Evaluate after an epoch (validation first, when there is a split) and append it to `history`."""
+    measured_val = evaluate(model, val) if val is not None else None
+    history.append(*train, *evaluate(model, test), seconds, val=measured_val)
 
 
 def _progress_bar(enabled: bool, epoch: int, epochs: int) -> Callable[[Iterable], Iterable]:

@@ -118,3 +118,13 @@ def test_train_uses_the_speed_switches_that_pay_unless_told_otherwise(monkeypatc
             pass
         assert seen["speed"] == expected, args
     assert seen["config"].schedule == "onecycle" and seen["config"].lr == 0.01  # the rest is T1's recipe
+
+
+def test_models_separates_the_tutorials_claims_from_our_targets(capsys):
+    assert main(["models"]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.strip()}
+    assert "claim" in lines["name"] and "target" in lines["name"]
+    assert "97.79%" in lines["mlp"] and "97.60%" in lines["mlp"]  # T3's claim, then our target
+    # T4 and T2 state no accuracy: a dash for the claim, our target beside it
+    assert "121,930        -   98.80%" in lines["keras_cnn"] and "109,386        -   97.00%" in lines["bp_network"]
+    assert "99.00%" not in lines["keras_cnn"] and "97.50%" not in lines["bp_network"]

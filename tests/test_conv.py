@@ -129,3 +129,25 @@ def test_tracing_leaves_the_model_as_it_was():
     for key, value in model.state_dict().items():
         assert torch.equal(value, before[key]), key  # BatchNorm running stats untouched
     assert all(not m._forward_hooks for m in model.modules())
+
+
+@pytest.mark.parametrize("name", ["convnet", "keras_cnn", "examples_cnn", "cnn5x5"])
+def test_receptive_field_formula_matches_autograd(name):
+    model = build_model(name, seed=0)
+    fields = conv.receptive_fields(model)
+    assert fields, "every CNN has convolution and pooling layers"
+    for field in fields:
+        assert conv.measured_receptive_field(model, field.name) == field.size, field
+
+
+def test_receptive_fields_of_t1s_convnet_by_hand():
+    # conv 5 -> 5; pool 2 (stride 2) -> 5 + 1 = 6, jump 2; conv 5 -> 6 + 4·2 = 14; pool 2 -> 14 + 1·2 = 16, jump 4
+    fields = conv.receptive_fields(build_model("convnet"))
+    assert [(f.size, f.jump) for f in fields] == [(5, 1), (6, 2), (14, 2), (16, 4)]
+
+
+def test_measured_receptive_field_sees_a_stride():
+    # two 3×3 convolutions with stride 2 then 1: 3, then 3 + 2·2 = 7 (not 5, as without the stride)
+    model = nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1), nn.ReLU(), nn.Conv2d(1, 1, 3))
+    assert [f.size for f in conv.receptive_fields(model)] == [3, 7]
+    assert conv.measured_receptive_field(model, "2") == 7

@@ -202,3 +202,67 @@ def layer_table(model: nn.Module, input_shape: tuple[int, ...] = (1, *IMAGE_SHAP
         )
         for name, module, in_shape, out_shape in _trace(model, input_shape)
     ]
+
+
+# --- receptive fields (notebook 05) ------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReceptiveField:
+    """How much of the input one output pixel of a layer can see.
+
+    ``size``: the side of the input window (pixels) one output pixel depends on.
+    ``jump``: how many input pixels apart two neighbouring output pixels are.
+    """
+
+    name: str
+    kind: str
+    size: int
+    jump: int
+
+
+def receptive_fields(model: nn.Module, input_shape: tuple[int, ...] = (1, *IMAGE_SHAPE)) -> list[ReceptiveField]:
+    """The receptive field after every convolution and pooling layer of `model`, in forward order.
+
+    A layer with kernel F and stride S grows the field by ``(F - 1)`` steps of the
+    current jump, and multiplies the jump by S:
+    ``size = size_before + (F - 1) * jump_before``, ``jump = jump_before * S``,
+    starting from ``size = jump = 1`` (one input pixel). Padding moves the window
+    but does not change its size; ReLU, BatchNorm and Dropout act pixel by pixel.
+    """
+    size, jump, fields = 1, 1, []
+    for name, module, _, _ in _trace(model, input_shape):
+        if isinstance(module, SPATIAL_LAYERS):
+            f, s = _pair(module.kernel_size)[0], _pair(module.stride)[0]
+            size, jump = size + (f - 1) * jump, jump * s
+            fields.append(ReceptiveField(name, type(module).__name__, size, jump))
+    return fields
+
+
+def measured_receptive_field(model: nn.Module, upto: str, input_shape: tuple[int, ...] = (1, *IMAGE_SHAPE)) -> int:
+    """The receptive field of layer `upto`, measured with autograd instead of the formula.
+
+    Builds the layers' geometry alone: every convolution and pooling up to `upto`
+    becomes a one-channel layer with the same kernel, stride and padding whose
+    weights are all 1 (poolings become averages), without activations. Then the
+    input pixels that reach the centre output pixel are exactly those with a
+    non-zero gradient; returns the side of that square. (With the real weights a
+    ReLU or a max-pool can hide part of the window for one particular image.)
+    """
+    layers: list[nn.Module] = []
+    for name, module, _, _ in _trace(model, input_shape):
+        if isinstance(module, SPATIAL_LAYERS):
+            (f, _), (s, _), (p, _) = _pair(module.kernel_size), _pair(module.stride), _pair(module.padding)
+            if isinstance(module, nn.Conv2d):
+                shadow = nn.Conv2d(1, 1, f, stride=s, padding=p, bias=False)
+                nn.init.ones_(shadow.weight)
+            else:
+                shadow = nn.AvgPool2d(f, stride=s, padding=p)
+            layers.append(shadow)
+        if name == upto:
+            break
+    x = torch.zeros(1, 1, *input_shape[2:], requires_grad=True)
+    out = nn.Sequential(*layers)(x)  # (1, 1, H', W')
+    out[0, 0, out.shape[2] // 2, out.shape[3] // 2].backward()
+    rows = x.grad[0, 0].abs().sum(dim=1).nonzero()  # input rows that reach the centre pixel
+    return int(rows.max() - rows.min() + 1)
