@@ -13,15 +13,14 @@ from mnist_lab.data import normalize
 from mnist_lab.errors import ImageError, InvalidParameterError, MnistLabError
 from mnist_lab.handwriting import (
     MAX_PIXELS,
-    STEP_NAMES,
-    plot_digit_predictions,
-    plot_preprocessing_steps,
+    PREPROCESS_STEPS,
     predict_digit,
     preprocess,
     sample_label,
     sample_paths,
 )
 from mnist_lab.models import build_model
+from mnist_lab.plots import plot_digit_predictions, plot_preprocessing_steps
 from mnist_lab.train import fit
 
 # --- helpers ----------------------------------------------------------------------
@@ -132,11 +131,16 @@ def test_thin_pen_is_thickened_to_mnist_strokes():
 
 
 def test_mnist_digits_come_back_as_themselves(test_set):
-    """An MNIST digit, enlarged and printed dark on light, is preprocessed back into itself."""
+    """An MNIST digit, enlarged and printed dark on light, is preprocessed back into itself.
+
+    A margin of paper is added around the 28×28 frame: some MNIST digits reach its edge,
+    and ink touching the edge of a picture is refused (see the test below).
+    """
     images, _ = test_set
     correlations = []
     for digit in images[:40]:
-        photo = Image.fromarray(255 - digit.numpy()).resize((280, 280), Image.Resampling.BICUBIC)
+        framed = np.pad(255 - digit.numpy(), 4, constant_values=255)  # (36, 36)
+        photo = Image.fromarray(framed).resize((360, 360), Image.Resampling.BICUBIC)
         _, back = preprocess(photo)
         correlations.append(np.corrcoef(digit.numpy().ravel(), back.numpy().ravel())[0, 1])
     assert np.median(correlations) > 0.95 and min(correlations) > 0.6
@@ -365,7 +369,7 @@ def test_predict_digit_gives_sorted_top_k(small_cnn):
 def test_figures():
     path = sample_paths()[3]
     _, digit, steps = preprocess(path, return_steps=True)
-    assert list(steps) == [name for name in STEP_NAMES if name != "thickened"]
+    assert list(steps) == [name for name in PREPROCESS_STEPS if name != "thickened"]
     assert steps["centred"].shape == (28, 28) and steps["scaled"].shape[0] == 20
     fig = plot_preprocessing_steps(steps)
     assert isinstance(fig, Figure) and len(fig.axes) == len(steps)
