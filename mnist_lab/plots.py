@@ -181,8 +181,9 @@ def plot_digit_predictions(
 ) -> Figure:
     """One column per image: the original above, the 28×28 digit below, titled with the top-k.
 
-    `digits` holds 28×28 tensors or arrays; `predictions` holds `predict_digit`'s lists (an empty list, with ``None`` as the
-    digit, for a refused picture); with `labels`, a wrong top guess is red.
+    `digits` holds 28×28 tensors or arrays; `predictions` holds `predict_digit`'s lists
+    (an empty list, with ``None`` as the digit, for a refused picture); with `labels`, a
+    wrong top guess is red.
     """
     n = len(originals)
     labels = labels if labels is not None else [None] * n

@@ -71,8 +71,8 @@ def write_samples(out: Path) -> None:
     mnist = (images.numpy(), labels.numpy())
     for index, condition, seed in SAMPLES:
         coverage, label = digit_coverage("mnist", index, mnist, seed)
-        path = out / f"photo_{label}_{condition}.png"
-        make_photo(coverage, condition, seed).save(path, format="PNG", optimize=True)
+        path = out / f"photo_{label}_{condition}.jpg"
+        make_photo(coverage, condition, seed).save(path, format="JPEG", quality=90)  # a photo, as a phone saves it
         print(f"{path}: {condition}")
 
 
@@ -105,7 +105,7 @@ def main() -> None:
         record = {
             "command": "python scripts/make_photo_set.py " + " ".join(shlex.quote(a) for a in sys.argv[1:]),
             "date": datetime.date.today().isoformat(),
-            "device": f"CPU ({platform.processor() or platform.machine()}, {os.cpu_count()} cores), torch {torch.__version__}",
+            "device": f"CPU, {os.cpu_count()} cores ({platform.machine()}), torch {torch.__version__}",
             "load_average": os.getloadavg()[0],
             "model": f"{args.model}, its recipe for {args.epochs} epochs on the 60,000 training digits",
             "split": args.split,

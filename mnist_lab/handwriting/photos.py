@@ -347,7 +347,8 @@ def evaluate_photos(
 def table_markdown(table: dict[str, dict[str, float]]) -> str:
     """The per-condition table as Markdown (held-out conditions marked)."""
     lines = [
-        "| condition | photos | accuracy | MNIST digits | drawn digits | refused | unsure (p < 0.9) | wrong with p ≥ 0.9 |",
+        "| condition | photos | accuracy | MNIST digits | drawn digits | refused | unsure (p < 0.9) "
+        "| wrong with p ≥ 0.9 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for name, r in table.items():

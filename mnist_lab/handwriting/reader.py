@@ -104,12 +104,12 @@ def predict_digits(model: nn.Module, digits: list[Tensor] | Tensor, k: int = 3) 
 
 
 def sample_paths(kind: str = "digit") -> list[Path]:
-    """Images shipped with the package, sorted: ``digit_<d>.png`` (clean) or ``photo_<d>_<condition>.png``.
+    """Images shipped with the package, sorted: ``digit_<d>.png`` (clean) or ``photo_<d>_<condition>.jpg``.
 
     `kind` is ``"digit"`` (the ten clean drawings of `scripts/make_samples.py`) or
     ``"photo"`` (the harder photos of `scripts/make_photo_set.py`).
     """
-    paths = sorted(SAMPLES_DIR.glob(f"{kind}_*.png"))
+    paths = sorted(p for p in SAMPLES_DIR.glob(f"{kind}_*") if p.suffix in (".png", ".jpg"))
     if not paths:
         raise ImageError(
             f"No {kind} sample images in {SAMPLES_DIR}. Reinstall the package (pip install -e .) "
