@@ -72,17 +72,24 @@ def jupyter_lab(tmp_path_factory):
     command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}"]
     command += [f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--LabApp.news_url=''"]
     command += ["--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        command.append("--allow-root")  # CI containers run as root
     log = open(root / "lab.log", "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(command, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
     try:
-        for _ in range(120):
+        for _ in range(240):
+            if server.poll() is not None:
+                break
             try:
-                urllib.request.urlopen(f"{url}/api/status?token={token}", timeout=2)
+                local = urllib.request.build_opener(urllib.request.ProxyHandler({}))  # never a proxy for 127.0.0.1
+                local.open(f"{url}/api/status?token={token}", timeout=2)
                 break
             except OSError:
                 time.sleep(0.5)
         else:
+            pytest.fail(f"JupyterLab did not answer: {(root / 'lab.log').read_text()[-2000:]}")
+        if server.poll() is not None:
             pytest.fail(f"JupyterLab did not start: {(root / 'lab.log').read_text()[-2000:]}")
         yield url, token
     finally:
