@@ -707,3 +707,74 @@ def plot_layer_scales(scales: dict[str, Sequence[float]], layer_names: Sequence[
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
     return fig
+
+
+# --- your own handwriting (mnist_lab.handwriting) ---------------------------------
+
+
+def plot_preprocessing_steps(steps: dict[str, np.ndarray], title: str | None = None) -> Figure:
+    """The steps of `mnist_lab.handwriting.preprocess` side by side, each with its size.
+
+    The last panel (the centred 28×28 digit) marks the frame's centre (14, 14) and the
+    digit's centre of mass, with a legend. A refused picture has fewer steps.
+    """
+    from .handwriting import CENTRE, PREPROCESS_STEPS, centre_of_mass
+
+    names = [name for name in PREPROCESS_STEPS if name in steps] + [n for n in steps if n not in PREPROCESS_STEPS]
+    fig, axes = plt.subplots(1, len(names), figsize=(2.0 * len(names), 2.9), squeeze=False)
+    for i, (ax, name) in enumerate(zip(axes[0], names)):
+        picture = steps[name]
+        ax.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255)
+        ax.set_title(f"{i + 1}. {name}\n{picture.shape[1]}×{picture.shape[0]}", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if name == "centred" and picture.any():
+            cy, cx = centre_of_mass(picture.astype(np.float64))
+            ax.plot([CENTRE], [CENTRE], "r+", markersize=12, label="(14, 14)")
+            ax.plot([cx], [cy], "c.", markersize=6, label="centre of mass")
+            ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.02), fontsize=7, frameon=False)
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.93) if title else (0, 0, 1, 1))
+    return fig
+
+
+def plot_digit_predictions(
+    originals: list[np.ndarray],
+    digits: list,
+    predictions: list[list[tuple[int, float]]],
+    labels: list[int | None] | None = None,
+    title: str | None = None,
+) -> Figure:
+    """One column per image: the original above, the 28×28 digit below, titled with the top-k.
+
+    `digits` holds 28×28 tensors or arrays; `predictions` holds `predict_digit`'s lists
+    (an empty list, with ``None`` as the digit, for a refused picture); with `labels`, a
+    wrong top guess is red.
+    """
+    n = len(originals)
+    labels = labels if labels is not None else [None] * n
+    fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.4, 4.6), squeeze=False)
+    for j in range(n):
+        top, bottom = axes[0, j], axes[1, j]
+        original = originals[j]
+        top.imshow(original, cmap=None if original.ndim == 3 else "gray", vmin=0, vmax=255)
+        digit = digits[j].numpy() if hasattr(digits[j], "numpy") else digits[j]  # a tensor or an array
+        bottom.imshow(digit if digit is not None else np.zeros((28, 28)), cmap="gray", vmin=0, vmax=255)
+        guesses = predictions[j]
+        head = f"true {labels[j]}\n" if labels[j] is not None else ""
+        if guesses:
+            wrong = labels[j] is not None and guesses[0][0] != labels[j]
+            top.set_title(f"{head}guess {guesses[0][0]}", fontsize=10, color="red" if wrong else "black")
+            text = "\n".join(f"{d}: {p:.2f}" for d, p in guesses)
+        else:
+            top.set_title(f"{head}refused", fontsize=10, color="darkorange")
+            text = "no digit read"
+        bottom.text(0.5, -0.06, text, transform=bottom.transAxes, ha="center", va="top", fontsize=8)
+        for ax in (top, bottom):
+            ax.set_xticks([])
+            ax.set_yticks([])
+    if title:
+        fig.suptitle(title, fontsize=10)
+    fig.tight_layout(rect=(0, 0, 1, 0.94) if title else (0, 0, 1, 1))
+    return fig

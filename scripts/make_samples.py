@@ -21,29 +21,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
-Point = tuple[float, float]
+from mnist_lab.handwriting.photos import STROKES, wobble  # the pen strokes of each digit, shared
+
 SUPERSAMPLE = 4  # draw at 4× and shrink: smooth, anti-aliased edges like a real scan
-
-
-def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 48) -> list[Point]:
-    """Points on an ellipse from angle `start` to `end` (degrees; 0 = right, 90 = down, y grows down)."""
-    angles = np.radians(np.linspace(start, end, n))
-    return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
-
-
-# Each digit: pen strokes in a unit box (x right, y down, both 0..1).
-STROKES: dict[int, list[list[Point]]] = {
-    0: [arc(0.5, 0.5, 0.42, 0.5, -100, 275)],
-    1: [[(0.62, 0.0), (0.38, 1.0)]],
-    2: [arc(0.5, 0.3, 0.4, 0.3, 195, 400) + [(0.08, 0.98), (0.95, 0.97)]],
-    3: [arc(0.47, 0.26, 0.36, 0.26, 205, 460) + arc(0.47, 0.74, 0.42, 0.26, 265, 510)],
-    4: [[(0.58, 0.0), (0.05, 0.64), (0.97, 0.64)], [(0.74, 0.28), (0.72, 1.0)]],
-    5: [[(0.9, 0.02), (0.3, 0.02), (0.24, 0.45)] + arc(0.5, 0.7, 0.42, 0.3, 235, 505)],
-    6: [[(0.78, 0.0), (0.55, 0.12), (0.36, 0.3), (0.22, 0.55)] + arc(0.5, 0.72, 0.3, 0.27, 180, -180)],
-    7: [[(0.04, 0.03), (0.96, 0.03), (0.42, 1.0)]],
-    8: [arc(0.5, 0.25, 0.3, 0.25, 90, 450), arc(0.5, 0.73, 0.38, 0.27, -90, 270)],
-    9: [arc(0.47, 0.3, 0.34, 0.28, 0, 360) + [(0.8, 0.6), (0.74, 1.0)]],
-}
 
 
 @dataclass(frozen=True)
@@ -75,18 +55,6 @@ SAMPLES: dict[int, Sample] = {
 }
 
 
-def _wobble(points: list[Point], rng: np.random.Generator, amount: float) -> np.ndarray:
-    """Resample a stroke densely and add smooth random wobble (a hand is not a ruler)."""
-    pts = np.asarray(points, dtype=np.float64)
-    seg = np.r_[0.0, np.cumsum(np.hypot(*np.diff(pts, axis=0).T))]
-    t = np.linspace(0.0, seg[-1], max(8, int(seg[-1] * 400)))
-    dense = np.stack([np.interp(t, seg, pts[:, 0]), np.interp(t, seg, pts[:, 1])], axis=1)
-    noise = rng.normal(0.0, amount, size=dense.shape)
-    kernel = np.hanning(15) / np.hanning(15).sum()
-    smooth = np.stack([np.convolve(noise[:, i], kernel, mode="same") for i in range(2)], axis=1)
-    return dense + smooth * 3.0
-
-
 def coverage(digit: int, spec: Sample, seed: int) -> np.ndarray:
     """Ink coverage in [0, 1], float ``(height, width)``, of one digit drawn with a round pen."""
     rng = np.random.default_rng(seed)
@@ -100,7 +68,7 @@ def coverage(digit: int, spec: Sample, seed: int) -> np.ndarray:
     y0 = (height - box_h) / 2 + rng.uniform(-0.05, 0.05) * height
     radius = spec.pen * s / 2
     for stroke in STROKES[digit]:
-        pts = _wobble(stroke, rng, amount=0.01)
+        pts = wobble(stroke, rng, amount=0.01)
         xs = x0 + (pts[:, 0] + spec.slant * (0.5 - pts[:, 1]) / spec.aspect) * box_w
         ys = y0 + pts[:, 1] * box_h
         # A round pen: stamp a disc every few pixels along the path (a wide polyline

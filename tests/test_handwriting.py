@@ -13,15 +13,18 @@ from mnist_lab.data import normalize
 from mnist_lab.errors import ImageError, InvalidParameterError, MnistLabError
 from mnist_lab.handwriting import (
     MAX_PIXELS,
-    STEP_NAMES,
-    plot_digit_predictions,
-    plot_preprocessing_steps,
+    PREPROCESS_STEPS,
+    DigitPad,
     predict_digit,
     preprocess,
+    read_digit,
     sample_label,
     sample_paths,
 )
+from mnist_lab.handwriting.canvas import stroke_points
+from mnist_lab.handwriting.photos import CONDITIONS, HELD_OUT, TUNED, drawn_digit, make_photo, mnist_ink
 from mnist_lab.models import build_model
+from mnist_lab.plots import plot_digit_predictions, plot_preprocessing_steps
 from mnist_lab.train import fit
 
 # --- helpers ----------------------------------------------------------------------
@@ -132,11 +135,16 @@ def test_thin_pen_is_thickened_to_mnist_strokes():
 
 
 def test_mnist_digits_come_back_as_themselves(test_set):
-    """An MNIST digit, enlarged and printed dark on light, is preprocessed back into itself."""
+    """An MNIST digit, enlarged and printed dark on light, is preprocessed back into itself.
+
+    A margin of paper is added around the 28×28 frame: some MNIST digits reach its edge,
+    and ink touching the edge of a picture is refused (see the test below).
+    """
     images, _ = test_set
     correlations = []
     for digit in images[:40]:
-        photo = Image.fromarray(255 - digit.numpy()).resize((280, 280), Image.Resampling.BICUBIC)
+        framed = np.pad(255 - digit.numpy(), 4, constant_values=255)  # (36, 36)
+        photo = Image.fromarray(framed).resize((360, 360), Image.Resampling.BICUBIC)
         _, back = preprocess(photo)
         correlations.append(np.corrcoef(digit.numpy().ravel(), back.numpy().ravel())[0, 1])
     assert np.median(correlations) > 0.95 and min(correlations) > 0.6
@@ -147,10 +155,10 @@ def test_output_is_normalised_as_asked():
     x, digit = preprocess(image)
     assert x.shape == (1, 1, 28, 28) and x.dtype == torch.float32
     torch.testing.assert_close(x, normalize(digit.unsqueeze(0), "standard"))
-    x_unit, _ = preprocess(image, normalization="unit")
+    x_unit, _ = preprocess(image, normalize="unit")
     torch.testing.assert_close(x_unit, digit.float().reshape(1, 1, 28, 28) / 255)
     with pytest.raises(InvalidParameterError, match="standard"):
-        preprocess(image, normalization="standad")
+        preprocess(image, normalize="standad")
 
 
 def test_small_specks_of_noise_are_ignored():
@@ -365,9 +373,238 @@ def test_predict_digit_gives_sorted_top_k(small_cnn):
 def test_figures():
     path = sample_paths()[3]
     _, digit, steps = preprocess(path, return_steps=True)
-    assert list(steps) == [name for name in STEP_NAMES if name != "thickened"]
+    assert list(steps) == [name for name in PREPROCESS_STEPS if name != "thickened"]
     assert steps["centred"].shape == (28, 28) and steps["scaled"].shape[0] == 20
     fig = plot_preprocessing_steps(steps)
     assert isinstance(fig, Figure) and len(fig.axes) == len(steps)
     fig = plot_digit_predictions([steps["original"]], [digit], [[(3, 0.9), (8, 0.05), (5, 0.01)]], labels=[3])
     assert isinstance(fig, Figure) and len(fig.axes) == 2
+
+
+# --- phone photos: every condition, every refusal ---------------------------------
+
+
+def _reference(coverage: np.ndarray) -> torch.Tensor:
+    """The digit preprocessed from a perfect scan: the ink on white paper, nothing else."""
+    padded = np.pad(coverage, 40)
+    return preprocess(Image.fromarray(np.rint(255 * (1 - padded)).astype(np.uint8)))[1]
+
+
+def _similarity(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float(np.corrcoef(a.numpy().ravel().astype(float), b.numpy().ravel().astype(float))[0, 1])
+
+
+def _photo_sources(test_set) -> list[np.ndarray]:
+    images, _ = test_set
+    mnist = [mnist_ink(images[i].numpy()) for i in (0, 1, 2)]
+    return mnist + [drawn_digit(d, np.random.default_rng(d)) for d in (4, 7)]
+
+
+@pytest.mark.parametrize("condition", TUNED)
+def test_every_photo_condition_gives_back_the_clean_digit(condition, test_set):
+    """Desk, shadow, ruled or squared paper, noise, low contrast, perspective, chalk: same digit as a scan.
+
+    Perspective and rotation change the digit's shape a little, so they get a lower bar.
+    """
+    bar = 0.6 if condition == "perspective" else 0.75
+    for seed, coverage in enumerate(_photo_sources(test_set)):
+        _, digit = preprocess(make_photo(coverage, condition, seed=seed))
+        similarity = _similarity(digit, _reference(coverage))
+        assert similarity > bar, f"{condition}, photo {seed}: similarity {similarity:.2f}"
+
+
+KNOWN_FAILURE = pytest.mark.xfail(
+    strict=True,
+    reason="held out and measured failing (README: 52 %): next to a dark desk, a shadowed sheet makes the "
+    "polarity test pick the wrong side; strict, so a fix shows up here",
+)
+
+
+@pytest.mark.parametrize(
+    "condition", [pytest.param(c, marks=KNOWN_FAILURE) if c == "desk_shadow" else c for c in HELD_OUT]
+)
+def test_held_out_conditions_give_the_digit_or_a_refusal(condition, test_set):
+    """Conditions kept out of tuning may fail, but never silently: a recognisable digit, or a refusal."""
+    for seed, coverage in enumerate(_photo_sources(test_set)):
+        try:
+            _, digit = preprocess(make_photo(coverage, condition, seed=seed))
+        except ImageError as refusal:
+            assert refusal.steps and "." in str(refusal)  # says what it saw, with the steps so far
+            continue
+        assert _similarity(digit, _reference(coverage)) > 0.5, f"{condition}, photo {seed}"
+
+
+def test_conditions_split_into_tuned_and_held_out():
+    assert set(TUNED) | set(HELD_OUT) == set(CONDITIONS) and not set(TUNED) & set(HELD_OUT)
+    with pytest.raises(ValueError, match="unknown condition"):
+        make_photo(drawn_digit(1, np.random.default_rng(0)), "underwater", seed=0)
+
+
+def test_photos_are_deterministic():
+    coverage = drawn_digit(3, np.random.default_rng(0))
+    a, b = make_photo(coverage, "ruled", seed=5), make_photo(coverage, "ruled", seed=5)
+    assert np.array_equal(np.asarray(a), np.asarray(b))
+    assert not np.array_equal(np.asarray(a), np.asarray(make_photo(coverage, "ruled", seed=6)))
+
+
+def test_paper_on_a_desk_is_not_read_as_the_digit():
+    """The review's worst case: the desk around the sheet used to make the whole sheet "the digit"."""
+    coverage = drawn_digit(7, np.random.default_rng(1))
+    photo = make_photo(coverage, "desk", seed=3)
+    _, digit, steps = preprocess(photo, return_steps=True)
+    assert _similarity(digit, _reference(coverage)) > 0.75
+    assert (steps["background"] == 0).mean() > 0.1  # the desk was masked out
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="known limitation found after the measurement: a bold stroke running into the shadowed side "
+    "joins it in the paper search, whose edge then looks sharp, so the shadow is masked as a desk",
+)
+def test_a_shadow_is_not_ink():
+    """One side of the sheet at 43 % of the light (a soft shadow): the shadow is not taken for ink.
+
+    A hard-edged shadow across the digit is not handled (the notebook's advice says so).
+    """
+    image = np.asarray(draw(SEVEN), dtype=np.float64)
+    light = np.linspace(1.0, 0.43, 300)[None, :]  # the light falls off across the sheet
+    shaded = Image.fromarray(np.rint(image * light).astype(np.uint8))
+    assert _similarity(preprocess(shaded)[1], preprocess(draw(SEVEN))[1]) > 0.9
+
+
+def test_ruled_lines_do_not_join_the_digit():
+    plain = draw(SEVEN)
+    ruled = plain.copy()
+    pen = ImageDraw.Draw(ruled)
+    for y in range(20, 400, 28):
+        pen.line([(0, y), (300, y)], fill=165, width=2)  # grey 165 lines, as in the review
+    ruled = Image.fromarray(np.minimum(np.asarray(ruled), np.asarray(plain)))
+    assert _similarity(preprocess(ruled)[1], preprocess(plain)[1]) > 0.9
+
+
+@pytest.mark.parametrize("kind", ["gaussian", "salt_and_pepper"])
+def test_heavy_noise_and_speckle(kind):
+    rng = np.random.default_rng(0)
+    image = np.asarray(draw(SEVEN), dtype=np.float64)
+    if kind == "gaussian":
+        noisy = image + rng.normal(0, 50, image.shape)  # σ = 50 grey levels
+    else:
+        noisy = image.copy()
+        hit = rng.random(image.shape)
+        noisy[hit < 0.02], noisy[hit > 0.98] = 0, 255  # 4 % of the pixels
+    photo = Image.fromarray(np.rint(np.clip(noisy, 0, 255)).astype(np.uint8))
+    assert _similarity(preprocess(photo)[1], preprocess(draw(SEVEN))[1]) > 0.85
+
+
+def _refusal(image) -> tuple[str, dict]:
+    with pytest.raises(ImageError) as info:
+        preprocess(image)
+    return str(info.value), info.value.steps
+
+
+def test_a_blob_touching_the_edge_is_not_called_two_digits():
+    """A dark blob at the edge (a finger, the desk) next to a digit: the digit is read, the blob ignored.
+
+    (The old pipeline refused this as "2 digits side by side".) The thick pen of the blob drawing
+    makes the 7 itself bolder, hence a looser match than 0.95.
+    """
+    with_blob = draw(SEVEN + [[(0, 150), (30, 250)]], width=40)
+    _, digit = preprocess(with_blob)
+    assert _similarity(digit, preprocess(draw(SEVEN, width=40))[1]) > 0.9
+
+
+def test_only_ink_at_the_edge_is_refused_with_what_to_do():
+    message, steps = _refusal(draw([[(0, 100), (120, 250)]], width=40))
+    assert "touches the edge of the picture" in message and "margin" in message
+    assert "digits side by side" not in message
+    assert "cleaned" in steps  # the steps so far come with the refusal, to be shown
+
+
+def test_an_mnist_digit_cut_by_the_frame_is_refused(test_set):
+    images, _ = test_set
+    digit = images[26].numpy()  # a 7 whose stroke reaches the bottom row of the 28×28 frame
+    assert digit[-1].max() > 0
+    photo = Image.fromarray(255 - digit).resize((280, 280), Image.Resampling.BICUBIC)
+    message, _ = _refusal(photo)
+    assert "touches the edge" in message or "cut off" in message
+
+
+def test_a_tiny_mark_is_refused_as_too_small():
+    message, _ = _refusal(draw([[(300, 300), (305, 308)]], size=(640, 640), width=3))
+    assert "too small" in message and "Move closer" in message
+
+
+def test_a_pattern_covering_the_picture_is_refused():
+    ring = draw([arc_points(150, 200, 135, 185)], size=(300, 400), width=12)
+    message, _ = _refusal(ring)
+    assert "spans" in message and "of the picture" in message
+
+
+def arc_points(cx, cy, rx, ry):
+    angles = np.linspace(0, 2 * np.pi, 100)
+    return [(cx + rx * np.cos(a), cy + ry * np.sin(a)) for a in angles]
+
+
+def test_pure_noise_is_refused():
+    rng = np.random.default_rng(0)
+    noise = np.clip(rng.normal(180, 30, (400, 300)), 0, 255).astype(np.uint8)
+    message, _ = _refusal(Image.fromarray(noise))
+    assert "No ink found" in message and "noise" in message
+
+
+# --- reading: probabilities, the confidence flag, refusals as results -------------
+
+
+def test_read_digit_reports_probability_and_flags_doubt(small_cnn):
+    reading = read_digit(small_cnn, sample_paths()[7])
+    assert reading.digit == 7 and reading.confident and reading.refusal is None
+    assert reading.describe().startswith("prediction: 7 (probability")
+    assert reading.digit_image.shape == (28, 28)
+    clueless = build_model("softmax_regression", seed=0)
+    with torch.no_grad():
+        for p in clueless.parameters():
+            p.zero_()  # every class equally likely: 0.10 each
+    doubtful = read_digit(clueless, sample_paths()[7])
+    assert not doubtful.confident and abs(doubtful.probability - 0.1) < 1e-6
+    assert doubtful.describe().startswith("unsure:")
+
+
+def test_read_digit_returns_a_refusal_instead_of_raising(small_cnn, tmp_path):
+    reading = read_digit(small_cnn, Image.new("L", (300, 400), 255))
+    assert reading.digit is None and not reading.confident and "No ink found" in reading.refusal
+    assert reading.describe().startswith("refused: No ink found")
+    with pytest.raises(ImageError, match="No image file"):
+        read_digit(small_cnn, tmp_path / "missing.png")  # a file problem has nothing to show: raised
+
+
+def test_shipped_photo_samples_show_harder_conditions():
+    photos = sample_paths("photo")
+    conditions = {p.stem.split("_", 2)[2] for p in photos}
+    assert {"desk", "shadow", "ruled"} <= conditions
+    assert all(0 <= sample_label(p) <= 9 for p in photos)
+
+
+# --- drawing a digit: the canvas, headless ------------------------------------------
+
+ONE = [(0.55, 0.15), (0.45, 0.85)]
+SEVEN_STROKE = [(0.25, 0.2), (0.75, 0.2), (0.45, 0.85)]
+
+
+def test_digit_pad_reads_strokes_headless(small_cnn):
+    pad = DigitPad(small_cnn)
+    reading = pad.add_stroke(stroke_points(SEVEN_STROKE))
+    assert reading.digit == 7 and pad.reading is reading
+    assert set(PREPROCESS_STEPS) - {"thickened"} <= set(reading.steps) | {"thickened"}
+    pad.clear()
+    assert pad.strokes == [] and pad.reading is None
+    assert pad.add_stroke(stroke_points(ONE)).digit == 1
+    with pytest.raises(InvalidParameterError, match="at least one point"):
+        pad.add_stroke([])
+
+
+def test_digit_pad_widget_builds_without_a_browser(small_cnn):
+    pad = DigitPad(small_cnn)
+    pad.add_stroke(stroke_points(ONE))
+    box = pad.widget()  # ipycanvas and ipywidgets, no front end needed
+    assert "prediction: 1" in pad._label.value and len(pad._steps.value) > 1000  # a PNG of the steps
+    assert box.children[0].children[0] is pad._canvas

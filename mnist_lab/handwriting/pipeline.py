@@ -1,0 +1,496 @@
+"""From a photo or drawing of one digit to an MNIST digit, or an honest refusal.
+
+MNIST digits were made in a fixed way: dark ink on white paper was scanned, inverted
+(white ink on black), the digit was scaled so that its longer side is 20 pixels
+(keeping its aspect ratio, with anti-aliasing), and pasted into a 28×28 frame so that
+its centre of mass sits at (14, 14). A phone photo is far from that: the light is
+uneven, a shadow may cross the paper, the desk shows around the sheet, the paper may
+be ruled or squared, the sensor adds noise and JPEG adds blocks. `preprocess` first
+turns the photo into a clean map of ink, then repeats MNIST's steps:
+
+1. **grey**: grey levels 0-255, shrunk so the longer side is at most `WORK_SIDE`;
+2. **background**: the paper's own brightness, estimated on a small copy by a grey
+   closing (a local maximum, then a local minimum) that erases strokes narrower than
+   about a seventh of the picture, so shadows and uneven light are kept and ink is
+   not. The polarity (dark ink on light paper, or light chalk on a dark board) is
+   decided by which side stands out from the local majority (the paper). A sharp-edged darker region at the border
+   is the desk; it is masked out;
+3. **flattened**: how much darker than its own background each pixel is (0 = paper,
+   1 = black ink), so a digit in a shadow is as strong as one in full light;
+4. **cleaned**: a 3×3 median filter removes speckle; long thin straight lines
+   (ruled or squared paper, at angles up to ±9°) are found by a directional opening
+   and subtracted; what lies outside the paper is dropped;
+5. **cropped**: to the ink, found by a two-level (hysteresis) threshold set from the
+   ink's contrast and the measured noise, ignoring specks and blobs at the border;
+6. **thickened** (only a very thin pen), **scaled** (longer side 20), **centred**
+   (centre of mass at (14, 14) of 28×28), then normalised as the model was trained.
+
+When the picture does not look like one digit on paper, `preprocess` raises
+`ImageError` saying what it saw and what to do, instead of guessing: no ink at all,
+only noise, several digits, ink touching the edge of the picture, a "digit" that is
+most of the picture, or one too small to read. The error carries the steps computed
+so far (``error.steps``) so the refusal can be shown.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import torch
+from PIL import Image
+from scipy import ndimage
+from torch import Tensor
+
+from ..data import NORMALIZATIONS
+from ..data import normalize as normalize_images
+from ..errors import ImageError, check_bool, check_choice
+from .reading import ImageInput, block_reduce, display_copy, grey_levels, to_image
+
+WORK_SIDE = 640  # the photo is box-averaged down to this longer side (a digit needs no more)
+BACKGROUND_SIDE = 128  # the background and the paper are estimated on a copy this small
+CLOSING = 0.15  # the closing erases dark strokes narrower than this fraction of the picture
+PAPER_CLOSING = 0.04  # the paper is found after a lighter closing (a strip of desk must survive it)
+DESK_BORDER = 0.25  # a desk shows along at least this fraction of the picture's border
+DESK_RATIO = 0.8  # a border region this much darker than the paper (or more) may be the desk
+DESK_SHARPNESS = 0.15  # ...if its edge rises by this fraction of the step per small pixel (a shadow's does not)
+LINE_ANGLES = np.radians(np.arange(-9.0, 9.01, 1.5))  # slopes tried for ruled and squared lines
+LINE_TOLERANCE = (
+    3  # a line may wander this many pixels (of the half-size copy) across its width (rotation, perspective)
+)
+LINE_LENGTH = 0.6  # lines are straight runs at least this fraction of the paper's width (or height)
+LINE_WIDTH = 7  # only marks thinner than this (pixels at WORK_SIDE) can be lines; pen strokes are thicker
+MIN_CONTRAST = 12.0  # grey levels between paper and ink below which we see no ink
+NOISE_SIGMAS = 6.0  # the ink must stand this many noise standard deviations above the paper
+LOW, HIGH = 0.3, 0.6  # hysteresis: ink pixels above LOW×contrast, connected to one above HIGH×contrast
+FLOOR_LEVEL = 0.2  # below this fraction of the ink contrast a pixel becomes background (0)
+SPECK = 0.02  # blobs smaller than this fraction of the largest one are noise
+EDGE_BLOB = 0.15  # a blob touching the picture's edge and larger than this (of a side) is not the digit
+MOST_OF_IMAGE = 0.75  # a "digit" whose box covers more than this fraction of the picture is refused
+MIN_DIGIT = 10  # pixels (at the working size): a smaller "digit" is refused as unreadable
+DIGIT_SIDE = 20  # MNIST: the longer side of the digit
+FRAME = 28  # MNIST: the frame the digit is centred in
+CENTRE = 14.0  # MNIST: centre of mass at (14, 14), measured in pixel indices
+MNIST_STROKE = 2.0  # median stroke width of MNIST digits, pixels (2 * area / edge count)
+THIN_STROKE = 1.3  # strokes thinner than this at 20-pixel scale are thickened to MNIST_STROKE
+PREPROCESS_STEPS = (
+    "original",
+    "grey",
+    "background",
+    "flattened",
+    "cleaned",
+    "cropped",
+    "thickened",
+    "scaled",
+    "centred",
+)
+
+Steps = dict[str, np.ndarray]
+
+
+def _refuse(message: str, steps: Steps) -> ImageError:
+    """An ImageError that carries the steps computed so far (for the steps figure)."""
+    error = ImageError(message)
+    error.steps = steps
+    return error
+
+
+def _as_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
+    return np.rint(np.clip(values * scale, 0, 255)).astype(np.uint8)
+
+
+# --- background, polarity and the paper -------------------------------------------
+
+
+def _odd(n: float) -> int:
+    return max(3, int(round(n)) // 2 * 2 + 1)
+
+
+def paper_is_light(grey: np.ndarray) -> bool:
+    """Dark ink on light paper (True) or light ink on a dark background (False)?
+
+    Decided locally, so that neither a desk at the border nor a shadow over half the
+    sheet misleads: around each pixel the majority (the local median over 40 % of
+    the picture) is paper, and ink is what stands out from it. The ink's side is the
+    one with the larger strong deviations (the 99.9th percentile of each side: a
+    small digit on a sheet on a desk covers well under 1 % of the picture).
+    """
+    factor = max(1, math.ceil(max(grey.shape) / BACKGROUND_SIDE))
+    small = block_reduce(grey, factor, "mean")
+    local = ndimage.median_filter(small, size=_odd(0.4 * max(small.shape)), mode="nearest")
+    darker = float(np.percentile(local - small, 99.9))
+    lighter = float(np.percentile(small - local, 99.9))
+    return darker >= lighter
+
+
+def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    resized = Image.fromarray(small.astype(np.float32), mode="F").resize(shape[::-1], Image.Resampling.BILINEAR)
+    return np.asarray(resized, dtype=np.float32)
+
+
+def estimate_background(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The paper's brightness under the ink, and the paper mask, both ``(H, W)``.
+
+    `grey` is light paper with dark ink. The background is a grey closing of a small
+    copy (strokes narrower than `CLOSING` of the picture vanish, light gradients and
+    shadows stay), smoothed and scaled back up. The paper mask is all True unless a
+    region along the border is much darker than the paper and separated from it by a
+    sharp edge: a desk (a shadow darkens as much, but gradually).
+    """
+    factor = max(1, math.ceil(max(grey.shape) / BACKGROUND_SIDE))
+    small = block_reduce(grey.astype(np.float32), factor, "mean")  # (h, w), at most 128 on a side
+    size = _odd(CLOSING * max(small.shape))
+    closed = ndimage.grey_closing(small, size=(size, size))
+    paper = _paper_mask(small)
+    smooth = ndimage.uniform_filter(closed, size=3, mode="nearest")
+    background = np.maximum(_upsample(smooth, grey.shape), 1.0)
+    mask = _upsample(paper.astype(np.float32), grey.shape) > 0.5
+    return background, mask
+
+
+def _paper_mask(small: np.ndarray) -> np.ndarray:
+    """True on the paper of a small copy; False on a desk around it.
+
+    A light closing (by `PAPER_CLOSING` of the picture) erases most pen strokes but not
+    a strip of desk between the sheet and the frame; strokes it leaves are holes in
+    the sheet, and holes are filled.
+    """
+    size = _odd(PAPER_CLOSING * max(small.shape))
+    closed = ndimage.grey_closing(small, size=(size, size))
+    whole = np.ones(closed.shape, dtype=bool)
+    values = closed.ravel()
+    if np.ptp(values) < MIN_CONTRAST:
+        return whole
+    threshold = _otsu(values)
+    bright = closed > threshold
+    labels, count = ndimage.label(bright)
+    if count == 0:
+        return whole
+    sizes = ndimage.sum_labels(bright, labels, index=np.arange(1, count + 1))
+    sheet = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
+    outside = ~sheet
+    border = np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]])
+    if border.mean() < DESK_BORDER or sheet.mean() < 0.15:
+        return whole  # no desk along the frame (a stroke touching it is no desk), or no sheet to speak of
+    paper_level, desk_level = float(np.median(closed[sheet])), float(np.median(closed[outside]))
+    if desk_level > DESK_RATIO * paper_level:
+        return whole
+    # A desk's edge is a step; a shadow's is a ramp. Measure the slope where the two meet.
+    slope = np.hypot(*np.gradient(ndimage.uniform_filter(closed, size=2)))
+    edge = sheet & ndimage.binary_dilation(outside)
+    if np.median(slope[edge]) < DESK_SHARPNESS * (paper_level - desk_level):
+        return whole
+    return ndimage.binary_erosion(sheet, iterations=2)  # stay clear of the sheet's blurred edge
+
+
+def _otsu(values: np.ndarray) -> float:
+    """Otsu's threshold: the level that best splits `values` into two classes."""
+    hist, edges = np.histogram(values, bins=128)
+    centres = (edges[:-1] + edges[1:]) / 2
+    weight = np.cumsum(hist)
+    mean = np.cumsum(hist * centres)
+    total, grand = weight[-1], mean[-1]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        between = (grand * weight - mean * total) ** 2 / (weight * (total - weight))
+    return float(centres[int(np.nanargmax(between[:-1]))])
+
+
+# --- lines and speckle ------------------------------------------------------------
+
+
+def _shear_rows(image: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray, int]:
+    """Shift each column so that lines of `slope` (rows per column) become horizontal."""
+    h, w = image.shape
+    shifts = np.rint(slope * (np.arange(w) - w / 2)).astype(int)  # (w,)
+    pad = int(np.abs(shifts).max())
+    rows = np.arange(h)[:, None] + pad + shifts[None, :]  # (h, w) row of each output pixel in the padded image
+    return np.pad(image, ((pad, pad), (0, 0)))[rows, np.arange(w)[None, :]], rows, pad
+
+
+def horizontal_lines(ink: np.ndarray, length: int) -> np.ndarray:
+    """Where `ink` lies on straight, nearly horizontal lines at least `length` long: ``(H, W)``.
+
+    For each slope in `LINE_ANGLES`: shear the lines level, open along the rows with
+    a `length`-long segment (only runs that long survive), shear back. The ink is
+    first thickened by `LINE_TOLERANCE` rows so that a line may wander a little (a
+    vertical maximum commutes with the column shifts of the shear, so it is done
+    once). A digit's strokes are shorter than `length`, so they survive only where a
+    line runs through them.
+    """
+    h, w = ink.shape
+    thick = ndimage.maximum_filter1d(ink.astype(np.float32), LINE_TOLERANCE, axis=0)
+    lines = np.zeros((h, w), dtype=np.float32)
+    for angle in LINE_ANGLES:
+        sheared, rows, pad = _shear_rows(thick, math.tan(angle))
+        opened = ndimage.maximum_filter1d(ndimage.minimum_filter1d(sheared, length, axis=1), length, axis=1)
+        back = np.zeros((h + 2 * pad, w), dtype=np.float32)
+        back[rows, np.arange(w)[None, :]] = opened
+        lines = np.maximum(lines, back[pad : pad + h])
+    return lines
+
+
+def remove_lines(ink: np.ndarray, paper: np.ndarray) -> np.ndarray:
+    """`ink` with ruled and squared lines subtracted (horizontal and vertical ones).
+
+    A line is found wherever ink runs straight and long (any ink: a line crossing a
+    stroke is not interrupted by it), but only the *thin* part of the ink is taken
+    away (a white top-hat, ink minus its opening by a `LINE_WIDTH` square), so a pen
+    stroke crossing a line, or a long stroke, is left whole.
+    """
+    rows, cols = np.nonzero(paper)
+    height = rows.max() - rows.min() + 1 if rows.size else ink.shape[0]
+    width = cols.max() - cols.min() + 1 if cols.size else ink.shape[1]
+    # Lines are searched on a half-size copy (block maximum keeps a one-pixel line whole): 4× faster.
+    half = block_reduce(ink, 2, "max")
+    across = horizontal_lines(half, max(3, int(LINE_LENGTH * width / 2)))
+    down = horizontal_lines(half.T.copy(), max(3, int(LINE_LENGTH * height / 2))).T
+    lines = np.repeat(np.repeat(np.maximum(across, down), 2, axis=0), 2, axis=1)[: ink.shape[0], : ink.shape[1]]
+    thin = ink - ndimage.grey_opening(ink, size=(LINE_WIDTH, LINE_WIDTH))
+    return np.clip(ink - np.minimum(lines, thin), 0.0, 1.0)
+
+
+def noise_level(values: np.ndarray) -> float:
+    """Robust standard deviation (1.4826 × median absolute deviation): ink barely moves it."""
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+# --- finding the one digit --------------------------------------------------------
+
+
+def _digit_mask(ink: np.ndarray, contrast: float, noise: float, name: str, steps: Steps) -> np.ndarray:
+    """The pixels of the one digit in the cleaned ink map, or a refusal."""
+    low = max(LOW * contrast, 3.0 * noise)
+    high = max(HIGH * contrast, 5.0 * noise)
+    labels, count = ndimage.label(ink > low, structure=np.ones((3, 3)))  # 8-connected blobs
+    strong = np.unique(labels[(ink > high) & (labels > 0)])
+    boxes = ndimage.find_objects(labels)
+    areas = ndimage.sum_labels(np.ones_like(ink), labels, index=np.arange(1, count + 1))
+    h, w = ink.shape
+    blobs = []  # (label, area, top, bottom, left, right), bottom/right inclusive
+    for label in strong:
+        rows, cols = boxes[label - 1]
+        blobs.append((int(label), float(areas[label - 1]), rows.start, rows.stop - 1, cols.start, cols.stop - 1))
+    largest = max((b[1] for b in blobs), default=0.0)
+    blobs = [b for b in blobs if b[1] >= SPECK * largest]
+    inside, at_edge = [], []
+    for blob in blobs:
+        _, _, top, bottom, left, right = blob
+        touches = top == 0 or left == 0 or bottom == h - 1 or right == w - 1
+        big = max(bottom - top + 1, right - left + 1) >= EDGE_BLOB * min(h, w)
+        (at_edge if touches and big else inside).append(blob)
+    if not inside:
+        raise _refuse(
+            f"In {name} the only ink found touches the edge of the picture ({len(at_edge)} "
+            "blob(s) running into the border): either the digit is cut off by the frame, or what was "
+            "found is the edge of the paper, a shadow or the desk. Photograph the digit with a margin of "
+            "paper all around it and only paper in the frame (or crop the photo that way).",
+            steps,
+        )
+    if max(b[1] for b in inside) < SPECK * largest * 5 and at_edge:
+        raise _refuse(
+            f"In {name} the ink inside the picture is tiny next to the ink at its edge: the digit seems cut "
+            "off by the frame, or the picture shows mostly the edge of the paper or the desk. Leave a "
+            "margin of paper around the digit.",
+            steps,
+        )
+    top, bottom, left, right = _one_digit(inside, name, steps)
+    keep = np.isin(labels, [b[0] for b in inside])
+    if max(bottom - top + 1, right - left + 1) < MIN_DIGIT:
+        raise _refuse(
+            f"In {name} the ink found is only {bottom - top + 1}×{right - left + 1} pixels (after "
+            f"shrinking the picture to {max(h, w)} pixels on its longer side): too small to be read as "
+            "a digit, and perhaps just a speck. Move closer so that the digit fills a third or more of "
+            "the frame, or crop the photo around it.",
+            steps,
+        )
+    if (bottom - top + 1) * (right - left + 1) > MOST_OF_IMAGE * h * w:
+        share = (bottom - top + 1) * (right - left + 1) / (h * w)
+        raise _refuse(
+            f"In {name} the 'digit' found spans {share:.0%} of the picture: that is not one digit on "
+            "paper but probably a pattern, a texture or a drawing. Photograph one digit, large, on "
+            "plain paper, with a margin of paper around it.",
+            steps,
+        )
+    return keep
+
+
+def _one_digit(blobs: list[tuple], name: str, steps: Steps) -> tuple[int, int, int, int]:
+    """(top, bottom, left, right) of the one digit; refuse several side by side.
+
+    Blobs whose columns overlap belong to one digit (a 4 or a 5 may be written in two
+    strokes); groups separated by empty columns and of comparable size are separate
+    digits.
+    """
+    groups: list[list[float]] = []  # [area, top, bottom, left, right] per column group
+    for _, area, top, bottom, left, right in sorted(blobs, key=lambda b: b[4]):
+        if groups and left <= groups[-1][4] + 1:  # no empty column in between: same group
+            g = groups[-1]
+            g[0] += area
+            g[1], g[2], g[4] = min(g[1], top), max(g[2], bottom), max(g[4], right)
+        else:
+            groups.append([area, top, bottom, left, right])
+    tallest = max(g[2] - g[1] + 1 for g in groups)
+    biggest = max(g[0] for g in groups)
+    digits = [g for g in groups if g[2] - g[1] + 1 >= 0.5 * tallest and g[0] >= 0.15 * biggest]
+    if len(digits) > 1:
+        raise _refuse(
+            f"{name} looks like {len(digits)} digits side by side; the network reads one digit at a time. "
+            "Crop one digit per image (or draw each digit in its own file) and try again.",
+            steps,
+        )
+    # Small groups that are not digits (a stray dot) are left out of the box.
+    kept = [g for g in groups if g[0] >= 0.15 * biggest]
+    return (
+        int(min(g[1] for g in kept)),
+        int(max(g[2] for g in kept)),
+        int(min(g[3] for g in kept)),
+        int(max(g[4] for g in kept)),
+    )
+
+
+# --- the pipeline -----------------------------------------------------------------
+
+
+def preprocess(
+    image_or_path: ImageInput,
+    normalize: str = "standard",
+    return_steps: bool = False,
+    thicken: bool = True,
+) -> tuple[Tensor, Tensor] | tuple[Tensor, Tensor, Steps]:
+    """Turn a photo or drawing of one digit into an MNIST-style digit.
+
+    `image_or_path` is a file path, a PIL image, a NumPy array or a tensor. Returns
+    ``(x, image)``: ``x`` float32 ``(1, 1, 28, 28)`` normalised as `normalize` says (one of `NORMALIZATIONS`)
+    (one of ``unit``, ``half``, ``standard``; use the model's ``RECIPE.normalize``)
+    and ``image`` uint8 ``(28, 28)`` (light digit on black, like `load_mnist`). With
+    `return_steps`, also a dict of the intermediate images (uint8 NumPy arrays) named
+    as in `PREPROCESS_STEPS` (``thickened`` only when a thin stroke was thickened);
+    draw it with `mnist_lab.plots.plot_preprocessing_steps`. `thicken=False` skips
+    the thickening. Raises `ImageError` (with ``.steps``) when the picture is not one
+    readable digit on paper.
+    """
+    check_choice("normalize", normalize, NORMALIZATIONS)
+    check_bool("return_steps", return_steps)
+    check_bool("thicken", thicken)
+    image, name = to_image(image_or_path)
+    grey = grey_levels(image)  # (H, W), 0 = black
+    steps: Steps = {"original": display_copy(image, grey)}
+    if max(grey.shape) > WORK_SIDE:
+        grey = block_reduce(grey, math.ceil(max(grey.shape) / WORK_SIDE), "mean")
+    steps["grey"] = _as_uint8(grey)
+    if np.ptp(grey) < 1:
+        raise _refuse(
+            f"No ink found: {name} is one flat colour (every pixel is grey level {grey.min():.0f} of 255). "
+            "Photograph or draw a dark digit on light paper (or a light digit on a dark background).",
+            steps,
+        )
+
+    light = paper_is_light(grey)
+    paper_grey = grey if light else 255.0 - grey  # from here on: dark ink on light paper
+    background, paper = estimate_background(paper_grey)
+    steps["background"] = _as_uint8(np.where(paper, background, 0.0))
+    signed = (background - paper_grey) / background  # (H, W): 0 = paper, 1 = black ink
+    noise = noise_level(signed[paper]) if paper.any() else 0.0
+    ink = ndimage.median_filter(np.clip(signed, 0.0, 1.0), size=3, mode="nearest")  # speckle out
+    steps["flattened"] = _as_uint8(ink, 255)
+    ink = np.where(paper, remove_lines(ink, paper), 0.0)
+    steps["cleaned"] = _as_uint8(ink, 255)
+
+    contrast = float(ink.max())
+    levels = contrast * float(np.median(background[paper])) if paper.any() else 0.0
+    if levels < MIN_CONTRAST:
+        raise _refuse(
+            f"No ink found: in {name} the darkest mark differs from the paper by only {levels:.0f} grey "
+            "levels of 255. Use a thick dark pen on plain paper, in good light, and check the right file.",
+            steps,
+        )
+    if contrast < NOISE_SIGMAS * noise:
+        raise _refuse(
+            f"No ink found: in {name} nothing stands out from the noise (the darkest mark is "
+            f"{contrast / max(noise, 1e-9):.1f} noise levels from the paper; a digit needs {NOISE_SIGMAS:.0f}). "
+            "Take the photo in brighter light, hold still, and use a thick dark pen.",
+            steps,
+        )
+    keep = _digit_mask(ink, contrast, noise, name, steps)  # (H, W) bool, or a refusal
+    near = ndimage.binary_dilation(keep, iterations=2)  # keep the anti-aliased rim of the strokes
+    rows, cols = np.nonzero(keep.any(axis=1))[0], np.nonzero(keep.any(axis=0))[0]
+    box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
+    digit_ink = np.where(near, ink, 0.0)
+
+    # Paper -> 0, the typical ink level -> 255, a linear ramp in between (keeps anti-aliasing).
+    floor = max(FLOOR_LEVEL * contrast, 2.0 * noise)
+    full = max(float(np.median(ink[keep])), floor + 1e-3)
+    crop = np.clip((digit_ink[box] - floor) / (full - floor), 0.0, 1.0) * 255.0  # (h, w)
+    steps["cropped"] = _as_uint8(crop)
+    digit = _mnist_steps(crop, thicken, steps)
+    x = normalize_images(digit.unsqueeze(0), normalize)  # (1, 1, 28, 28) float32
+    if return_steps:
+        return x, digit, steps
+    return x, digit
+
+
+def _mnist_steps(crop: np.ndarray, thicken: bool, steps: Steps) -> Tensor:
+    """Cropped ink (0-255, light on black) -> the 28×28 uint8 MNIST digit."""
+    scale = DIGIT_SIDE / max(crop.shape)
+    if thicken and _stroke_width(crop > 127.5) * scale < THIN_STROKE:
+        crop = _thicken(crop)
+        steps["thickened"] = _as_uint8(crop)
+        scale = DIGIT_SIDE / max(crop.shape)
+    height = max(1, min(DIGIT_SIDE, round(crop.shape[0] * scale)))
+    width = max(1, min(DIGIT_SIDE, round(crop.shape[1] * scale)))
+    small = _resize(crop, height, width)  # (h', w'), longer side 20
+    if small.max() > 0:
+        small *= 255.0 / small.max()
+    steps["scaled"] = _as_uint8(small)
+
+    # Integer shift so that the centre of mass lands on (14, 14), as MNIST did; clamped so
+    # the digit stays inside the frame (only an extremely lopsided shape needs that).
+    cy, cx = centre_of_mass(small)
+    y0 = min(max(round(CENTRE - cy), 0), FRAME - height)
+    x0 = min(max(round(CENTRE - cx), 0), FRAME - width)
+    frame = np.zeros((FRAME, FRAME), dtype=np.float32)
+    frame[y0 : y0 + height, x0 : x0 + width] = small
+    digit = torch.from_numpy(np.rint(frame).astype(np.uint8))  # (28, 28) uint8
+    steps["centred"] = digit.numpy().copy()
+    return digit
+
+
+def centre_of_mass(image: np.ndarray) -> tuple[float, float]:
+    """(row, column) centre of mass of a grey image, in pixel indices."""
+    total = image.sum()
+    rows, cols = np.arange(image.shape[0]), np.arange(image.shape[1])
+    return float(image.sum(axis=1) @ rows / total), float(image.sum(axis=0) @ cols / total)
+
+
+def _stroke_width(mask: np.ndarray) -> float:
+    """Mean stroke width in pixels: 2 * area / number of ink-paper edges (a w×L stroke has ~2L)."""
+    area = mask.sum()
+    edges = (mask[1:] != mask[:-1]).sum() + (mask[:, 1:] != mask[:, :-1]).sum()
+    edges += mask[0].sum() + mask[-1].sum() + mask[:, 0].sum() + mask[:, -1].sum()
+    return 2.0 * float(area) / max(1, int(edges))
+
+
+def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    # Pillow's Lanczos widens its kernel when shrinking, so this is anti-aliased.
+    resized = Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
+    return np.clip(np.asarray(resized, dtype=np.float32), 0, 255)
+
+
+def _thicken(crop: np.ndarray) -> np.ndarray:
+    """Thicken thin strokes to MNIST's width, working at 4× the final scale.
+
+    The crop is first shrunk by block-max (a thin line stays a full-strength line one
+    block wide), then dilated until the strokes are `MNIST_STROKE` pixels wide at the
+    final 20-pixel scale.
+    """
+    work_side = 4 * DIGIT_SIDE
+    factor = max(1, max(crop.shape) // work_side)
+    work = block_reduce(crop, factor, "max")
+    width = _stroke_width(work > 127.5)  # in work pixels
+    target = MNIST_STROKE * max(work.shape) / DIGIT_SIDE
+    radius = max(1, round((target - width) / 2))
+    # Dilating grows the box by `radius` on each side; aim for the target at the grown size.
+    target = MNIST_STROKE * (max(work.shape) + 2 * radius) / DIGIT_SIDE
+    radius = max(1, round((target - width) / 2))
+    disc = np.hypot(*np.mgrid[-radius : radius + 1, -radius : radius + 1]) <= radius + 0.5
+    return ndimage.grey_dilation(np.pad(work, radius), footprint=disc)
