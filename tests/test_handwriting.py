@@ -608,3 +608,45 @@ def test_digit_pad_widget_builds_without_a_browser(small_cnn):
     box = pad.widget()  # ipycanvas and ipywidgets, no front end needed
     assert "prediction: 1" in pad._label.value and len(pad._steps.value) > 1000  # a PNG of the steps
     assert box.children[0].children[0] is pad._canvas
+
+
+# --- arrays and files that are not plain pictures (issue 15, class 7) ------------------------
+
+
+def _digit_array(scale=255.0):
+    canvas = np.zeros((60, 60), dtype=np.float64)
+    canvas[15:45, 27:33] = 1.0  # a "1": ink = 1, paper = 0, then turned dark-on-light below
+    return (1.0 - canvas) * scale
+
+
+@pytest.mark.parametrize(
+    ("array", "message"),
+    [
+        (np.full((40, 40), np.nan), "NaN or infinite"),
+        (np.where(np.eye(40) > 0, np.inf, 255.0), "NaN or infinite"),
+        (np.zeros((0, 28)), "at least one pixel"),
+        ((_digit_array() / 255.0 - 0.1307) / 0.3081, "already normalised"),
+    ],
+)
+def test_arrays_that_are_not_pixels_are_refused_with_the_reason(array, message):
+    with pytest.raises(ImageError, match=message):
+        preprocess(array)
+
+
+def test_float_rgba_from_imread_and_16_bit_colour_read_as_the_same_digit():
+    grey = _digit_array()  # float 0-255, dark ink on white
+    _, reference = preprocess(grey.astype(np.uint8))
+    rgba = np.dstack([grey / 255.0] * 3 + [np.ones_like(grey)])  # what plt.imread gives for a PNG
+    colour16 = (np.dstack([grey] * 3) * 257).astype(np.uint16)
+    for array in (rgba, colour16):
+        _, digit = preprocess(array)
+        assert torch.equal(digit, reference)
+
+
+def test_an_animated_gif_is_refused_with_what_to_do(tmp_path):
+    blank = Image.new("L", (60, 60), 255)
+    digit = Image.fromarray(_digit_array().astype(np.uint8))
+    path = tmp_path / "anim.gif"
+    blank.save(path, save_all=True, append_images=[digit])
+    with pytest.raises(ImageError, match="animation of 2 frames"):
+        preprocess(path)

@@ -62,6 +62,12 @@ def load_image(path: str | os.PathLike[str]) -> Image.Image:
         width, height = image.size
         if width * height > MAX_PIXELS:
             raise _huge_error(path, (width, height))
+        frames = getattr(image, "n_frames", 1)
+        if frames > 1:
+            raise ImageError(
+                f"{str(path)!r} is an animation of {frames} frames; one digit needs one picture. Save the "
+                f"frame that shows your digit as a {FORMATS} file and use that."
+            )
         try:
             image.load()
         except (OSError, SyntaxError, ValueError) as exc:
@@ -97,16 +103,49 @@ def to_image(image_or_path: ImageInput) -> tuple[Image.Image, str]:
         array = np.squeeze(image_or_path)
         if array.ndim == 3 and array.shape[0] in (3, 4) and array.shape[-1] not in (3, 4):
             array = np.moveaxis(array, 0, -1)  # channels first (C, H, W) -> (H, W, C)
-        if array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
+        if array.size == 0 or array.ndim not in (2, 3) or (array.ndim == 3 and array.shape[-1] not in (3, 4)):
             raise ImageError(
-                f"An image array must be (H, W) grey or (H, W, 3/4) colour; got shape {image_or_path.shape}."
+                f"An image array must be (H, W) grey or (H, W, 3/4) colour with at least one pixel; "
+                f"got shape {image_or_path.shape}."
             )
-        if array.dtype not in (np.uint8, np.uint16):
-            array = array.astype(np.uint8 if array.ndim == 3 else np.float32)
-        return Image.fromarray(array), "the image"
+        return Image.fromarray(_as_uint8(array)), "the image"
     raise ImageError(
         f"Expected a file path, a PIL image, a NumPy array or a tensor; got {type(image_or_path).__name__}."
     )
+
+
+def _as_uint8(array: np.ndarray) -> np.ndarray:
+    """Pixel values of any numeric array as uint8 0-255, or an `ImageError` saying why they cannot be pixels.
+
+    Floats in [0, 1] (``plt.imread``) are scaled by 255, floats or integers up to 255 kept,
+    16-bit values (up to 65535) divided by 257. NaN or infinite values, and negative ones
+    (an image already normalised for a model), are refused: they are not grey levels.
+    """
+    if array.dtype == np.uint8:
+        return array
+    if array.dtype == bool:
+        return array.astype(np.uint8) * 255
+    values = array.astype(np.float64)
+    bad = ~np.isfinite(values)
+    if bad.any():
+        raise ImageError(
+            f"The image array holds {int(bad.sum())} NaN or infinite value(s): those are not grey levels. "
+            "Pass the picture's pixels (0-255, or 0-1 as floats)."
+        )
+    low, high = float(values.min()), float(values.max())
+    if low < 0:
+        raise ImageError(
+            f"The image array has values from {low:.3g} to {high:.3g}: negative values are not grey levels, so it "
+            "looks already normalised for a model. Pass the picture itself (0-255, or 0-1 as floats); "
+            "preprocess normalises it."
+        )
+    if high > 65535:
+        raise ImageError(f"The image array's values reach {high:.3g}, beyond 16-bit pixels (65535).")
+    if np.issubdtype(array.dtype, np.floating) and high <= 1.0:
+        values = values * 255.0  # floats in [0, 1], as plt.imread gives
+    elif high > 255:
+        values = values / 257.0  # 16-bit pixels: 65535 -> 255
+    return np.clip(np.rint(values), 0, 255).astype(np.uint8)
 
 
 # --- grey levels and ink ----------------------------------------------------------
