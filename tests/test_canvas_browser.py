@@ -21,9 +21,10 @@ from pathlib import Path
 
 import pytest
 
+from mnist_lab.checkpoints import save_checkpoint
 from mnist_lab.handwriting.canvas import PAD_SIDE
 from mnist_lab.models import build_model
-from mnist_lab.train import fit, save_checkpoint
+from mnist_lab.train import fit
 
 CHROMIUM = Path("/usr/bin/chromium")
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed (pip install playwright)")
