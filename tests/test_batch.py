@@ -404,6 +404,7 @@ def test_undeclared_or_doubly_set_grid_names_are_refused_before_anything_runs(no
     assert not out.exists()
 
 
+@pytest.mark.slow
 def test_jobs_and_scheduler_are_exclusive_and_an_unreachable_scheduler_is_a_clear_error(notebooks, tmp_path, capsys):
     with pytest.raises(SystemExit):
         cli.main(["batch", str(notebooks["06_light"]), "--out", str(tmp_path / "o"), "--jobs", "2", "--scheduler", "x"])

@@ -110,6 +110,7 @@ def test_missing_gpu_is_a_clear_error(tmp_path, capsys):
     assert "not available on this machine" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_ladder_steps_compute_the_same_training():
     # mlp's recipe does not shuffle, so every rung sees the same batches in the same
     # order from the same weights: only the speed may differ, never the numbers.

@@ -2,6 +2,8 @@ import json
 import subprocess
 import sys
 
+import pytest
+
 from mnist_lab.cli import main
 from mnist_lab.models import MODELS
 
@@ -35,6 +37,7 @@ def test_wrong_type_is_an_argparse_error():
     assert result.returncode == 2 and "invalid int value: 'ten'" in result.stderr
 
 
+@pytest.mark.slow
 def test_train_writes_json_and_plot(tmp_path, capsys):
     out = tmp_path / "out"
     code = main(

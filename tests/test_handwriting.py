@@ -134,6 +134,7 @@ def test_thin_pen_is_thickened_to_mnist_strokes():
     assert "thickened" not in steps
 
 
+@pytest.mark.slow
 def test_mnist_digits_come_back_as_themselves(test_set):
     """An MNIST digit, enlarged and printed dark on light, is preprocessed back into itself.
 
@@ -353,6 +354,7 @@ def small_cnn():
     return model
 
 
+@pytest.mark.slow
 def test_every_shipped_sample_is_predicted_correctly(small_cnn):
     wrong = []
     for path in sample_paths():
@@ -401,6 +403,7 @@ def _photo_sources(test_set) -> list[np.ndarray]:
 
 
 @pytest.mark.parametrize("condition", TUNED)
+@pytest.mark.slow
 def test_every_photo_condition_gives_back_the_clean_digit(condition, test_set):
     """Desk, shadow, ruled or squared paper, noise, low contrast, perspective, chalk: same digit as a scan.
 
@@ -423,6 +426,7 @@ KNOWN_FAILURE = pytest.mark.xfail(
 @pytest.mark.parametrize(
     "condition", [pytest.param(c, marks=KNOWN_FAILURE) if c == "desk_shadow" else c for c in HELD_OUT]
 )
+@pytest.mark.slow
 def test_held_out_conditions_give_the_digit_or_a_refusal(condition, test_set):
     """Conditions kept out of tuning may fail, but never silently: a recognisable digit, or a refusal."""
     for seed, coverage in enumerate(_photo_sources(test_set)):

@@ -135,6 +135,7 @@ def test_the_laptop_settings_fit_the_series(tmp_path):
 
 
 @pytest.mark.parametrize("stem", ["03_mlp", "05_cnn"])
+@pytest.mark.slow
 def test_a_wrong_type_from_papermill_stops_the_notebook_before_training(stem, tmp_path):
     [job] = batch.plan([NOTEBOOK_DIR / f"{stem}.ipynb"], cli_params=[("limit", "ten thousand")], out=tmp_path)
     result = batch.execute_run(job.notebook.read_bytes(), job.params, timeout=300)  # what a Dask worker runs
