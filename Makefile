@@ -1,6 +1,8 @@
 # The two commands of the README:
-#   make run    the main job (creates .venv the first time): every notebook of the series,
-#               with its default (full) parameters, through `mnist-lab batch` into results/batch/
+#   make run    the main job (creates .venv the first time): every notebook of the series through
+#               `mnist-lab batch` into results/batch/: with a CUDA GPU every tutorial's full recipe;
+#               without one the CPU-sized settings of notebooks/laptop.yaml (it says which at the start);
+#               RECIPES=full asks for the full recipes anyway (AlexNet alone: ~12 h on a 2-core CPU)
 #   make test   everything CI runs: lint, format check, unit tests, then every notebook with its
 #               smoke parameters under nbval (committed outputs of tagged cells must match)
 PYTHON ?= python3
@@ -12,8 +14,9 @@ NOTEBOOKS := $(sort $(wildcard notebooks/[0-9]*.ipynb))
 SMOKE_DIR := build/smoke
 # A smoke run of a whole notebook takes well under 90 s; one cell never needs more than this.
 NBVAL_CELL_TIMEOUT ?= 300
-# Run by `make run`; override e.g. `make run BATCH_ARGS="--jobs 2 -p device cuda"`.
+# Run by `make run`; override e.g. `make run BATCH_ARGS="--jobs 2 -p device cuda"` or RECIPES=full.
 BATCH_ARGS ?=
+RECIPES ?= auto
 
 .PHONY: run test lint notebooks clean
 
@@ -24,7 +27,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	$(BIN)/mnist-lab data --download
-	$(BIN)/mnist-lab batch --out results/batch $(BATCH_ARGS)
+	$(BIN)/mnist-lab batch --out results/batch --recipes $(RECIPES) $(BATCH_ARGS)
 
 test: $(STAMP)
 	$(BIN)/mnist-lab data --download

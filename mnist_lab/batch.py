@@ -1,7 +1,8 @@
 """``mnist-lab batch``: run notebooks of the series with papermill, sweep their parameters, tabulate.
 
-    mnist-lab batch [NOTEBOOK ...] [-p NAME VALUE]... [-f params.yaml] [--grid NAME=V1,V2,...]...
-                    --out DIR [--jobs N | --scheduler ADDRESS] [--force] [--timeout SECONDS]
+    mnist-lab batch [NOTEBOOK ...] [-p NAME VALUE]... [-f params.yaml | --recipes laptop|auto]
+                    [--grid NAME=V1,V2,...]... --out DIR [--jobs N | --scheduler ADDRESS] [--force]
+                    [--timeout SECONDS]
 
 Runs the given notebooks (default: every ``notebooks/[0-9]*.ipynb`` of the repository, in
 order) on the Jupyter kernel ``python3`` of the Python running the worker, with the
@@ -30,7 +31,10 @@ Parameters. ``-f FILE`` is a YAML mapping; a parameter name sets it for every no
 notebook stem (e.g. ``03_mlp:``) holds that notebook's own parameters. Precedence: ``-f``
 common < ``-f`` per-notebook < ``-p``. A name (from ``-p``, ``-f`` or ``--grid``) that no
 chosen notebook declares, as papermill's ``inspect_notebook`` reads its parameters cell, is
-refused before anything runs (exit status 2). ``output_dir`` is set by batch.
+refused before anything runs (exit status 2). ``output_dir`` is set by batch. ``--recipes
+laptop`` reads ``notebooks/laptop.yaml`` (CPU-sized settings) as the ``-f`` file; ``--recipes
+auto`` (what ``make run`` passes) does so where there is no CUDA GPU and no ``-f``, and says
+which it chose; ``full`` (the default) adds nothing.
 
 Where runs execute: on Dask. Without ``--scheduler``, a local cluster of ``--jobs`` worker
 processes on this machine; with ``--scheduler tcp://HOST:8786``, an existing cluster. Each run
@@ -129,6 +133,43 @@ def repo_root() -> Path:
 def default_notebooks(root: Path | None = None) -> list[Path]:
     """Every numbered notebook of the series, in order (``notebooks/[0-9]*.ipynb``)."""
     return sorted(((root or repo_root()) / "notebooks").glob("[0-9]*.ipynb"))
+
+
+RECIPES = ("full", "laptop", "auto")
+LAPTOP_FILE = "laptop.yaml"  # beside the notebooks: CPU-sized settings for the whole series
+
+
+def sized_params_file(
+    recipes: str, params_file: str | os.PathLike[str] | None, log: Callable[[str], None] = print
+) -> str | os.PathLike[str] | None:
+    """The ``-f`` file a batch uses for ``--recipes``: ``full`` (every tutorial's recipe: `params_file`),
+    ``laptop`` (``notebooks/laptop.yaml``) or ``auto`` (full where there is a CUDA GPU, else laptop).
+
+    ``auto`` leaves a file you name with ``-f`` alone; ``laptop`` with ``-f`` is refused (one file).
+    """
+    if recipes not in RECIPES:
+        raise InvalidParameterError(f"--recipes must be one of {', '.join(RECIPES)}, got {recipes!r}.")
+    if recipes == "full" or (recipes == "auto" and params_file is not None):
+        return params_file
+    if params_file is not None:
+        raise InvalidParameterError(
+            f"--recipes laptop reads notebooks/{LAPTOP_FILE}, and -f names {params_file}: give one "
+            f"(copy the sections of {LAPTOP_FILE} you want into your file)."
+        )
+    if recipes == "auto":
+        import torch
+
+        if torch.cuda.is_available():
+            log(f"CUDA GPU found ({torch.cuda.get_device_name()}): every notebook runs its full recipes.")
+            return None
+    laptop = repo_root() / "notebooks" / LAPTOP_FILE
+    log(
+        f"{'No CUDA GPU here: r' if recipes == 'auto' else 'R'}unning the CPU-sized settings of {laptop} "
+        "(AlexNet in notebook 06: 3 epochs on 3,200 images; every other notebook its tutorial's full recipes). "
+        "For the full recipes everywhere (AlexNet alone takes about 12 hours on a 2-core CPU): "
+        "make run RECIPES=full, or mnist-lab batch --recipes full."
+    )
+    return laptop
 
 
 # --------------------------------------------------------------------------- parameters and grids
@@ -1010,9 +1051,11 @@ def run_batch(
     log: Callable[[str], None] = print,
     grid: Sequence[str] = (),
     scheduler: str | None = None,
+    recipes: str = "full",
 ) -> int:
     """Run the batch (see the module docstring); returns the exit status: 0, 1 (a failure) or 130 (Ctrl-C)."""
     _check_options(jobs, timeout, scheduler)
+    params_file = sized_params_file(recipes, params_file, log)
     planned = plan(notebooks, params, params_file, out, grid)
     out_dir = Path(out).resolve()
     check_writable(out_dir / "summary.md")

@@ -51,7 +51,7 @@ TRAIN_HELP = {
     "drop_last": "drop the last, smaller training batch of each epoch",
     "validation": "hold out the last N training images (never trained on), evaluated every epoch",
 }
-SPEED_SWITCHES = ("amp", "channels_last", "cuda_graph")
+SPEED_SWITCHES = ("amp", "channels_last", "cuda_graph", "fused")
 
 
 # --- train -------------------------------------------------------------------------------
@@ -100,7 +100,7 @@ def _train(args: argparse.Namespace) -> int:
     set_seed(config.seed)
     net = build_model(args.model, seed=config.seed)
     _check_train_outputs(args, net)
-    speed = _speed(args, Speed.auto(net, device))
+    speed = _speed(args, Speed.auto(net, device, config, args.data_dir))
     print(f"Training {args.model} ({cls.SOURCE}) with {config}; speed: {speed.describe()}")
     history = fit(
         net, config, device=device, data_dir=args.data_dir, speed=speed, checkpoint=args.checkpoint,
@@ -194,7 +194,7 @@ def _add_bench(sub: argparse._SubParsersAction) -> None:
                    "plus alexnet on a GPU)")  # fmt: skip
     p.add_argument("--device", default="auto", help=f"one of {', '.join(DEVICES)} (or cuda:N)")
     p.add_argument("--repeats", type=int, help="timed epochs per side after the warm-up epoch (default 3)")
-    p.add_argument("--batch-size", type=int, help="training batch size (default: 64, the tutorials' DataLoader)")
+    p.add_argument("--batch-size", type=int, help="training batch size (default: each model's recipe)")
     p.add_argument("--limit", type=int, help="train on the first N training images only")
     p.add_argument("--test-limit", type=int, help="evaluate on the first N test images only")
     p.add_argument("--accuracy-epochs", type=int, help="report test accuracy after this many epochs (default 4)")
@@ -231,7 +231,7 @@ def _bench_report(args: argparse.Namespace, bench) -> dict:
         models=bench.model_list(args.models) or bench.default_models(get_device(args.device)),
         device=args.device,
         repeats=_given(args.repeats, 3),
-        batch_size=_given(args.batch_size, bench.TUTORIAL_BATCH),
+        batch_size=args.batch_size,
         limit=args.limit,
         test_limit=args.test_limit,
         accuracy_epochs=_given(args.accuracy_epochs, 4),
@@ -259,7 +259,7 @@ def _fast_report(args: argparse.Namespace, bench) -> dict:
     config = FastCNN.RECIPE.replace(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     speed = None
     if args.compile is not None:
-        auto = Speed.auto(FastCNN(), get_device(args.device))
+        auto = Speed.auto(FastCNN(), get_device(args.device), config, args.data_dir)
         speed = dataclasses.replace(auto, cuda_graph=False, compile=False if args.compile == "off" else args.compile)
     return bench.run_fast(range(args.seed, args.seed + seeds), args.device, config, args.data_dir, speed)
 
@@ -336,6 +336,7 @@ def _batch(args: argparse.Namespace) -> int:
         timeout=args.timeout,
         grid=args.grid or [],
         scheduler=args.scheduler,
+        recipes=args.recipes,
     )
 
 
@@ -364,6 +365,9 @@ def add_batch_command(sub: argparse._SubParsersAction) -> None:
         help="set a parameter (VALUE read as YAML: 3 is an int, null is None); repeatable",
     )
     p.add_argument("-f", "--file", metavar="FILE", help="YAML file of parameters (common and/or per notebook)")
+    p.add_argument("--recipes", default="full", choices=("full", "laptop", "auto"),
+                   help="full: every tutorial's recipe (default); laptop: notebooks/laptop.yaml, CPU-sized; "
+                   "auto: full with a CUDA GPU, else laptop (what `make run` uses)")  # fmt: skip
     p.add_argument(
         "--grid",
         action="append",

@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import torch
 from torch import Tensor
-from torch.utils.data import DataLoader, Subset, TensorDataset
+from torch.utils.data import DataLoader, TensorDataset
 
 from .config import MNIST_MEAN, MNIST_STD, NORMALIZATIONS, TrainConfig  # noqa: F401 (re-exported)
 from .errors import ChecksumError, DataError, DataNotFoundError, InvalidParameterError, check_choice, check_positive_int
@@ -541,21 +541,6 @@ def mnist_loaders(
 
 
 # --- the tutorials' way, for comparison (notebook 08, `mnist-lab bench`) ---------------
-
-
-def tutorial_loader(
-    config: TrainConfig,
-    split: str = "train",
-    data_dir: str | os.PathLike[str] | None = None,
-    flatten: bool = False,
-    limit: int | None = None,
-) -> DataLoader:
-    """The tutorials' loader: torchvision MNIST, ToTensor + Normalize per sample, batches of ``config.batch_size``."""
-    dataset = mnist_dataset(split, transform=tutorial_transform(config.normalize, flatten), data_dir=data_dir)
-    if limit is not None:
-        dataset = Subset(dataset, range(min(limit, len(dataset))))
-    shuffle = config.shuffle and split == "train"
-    return DataLoader(dataset, batch_size=config.batch_size, shuffle=shuffle)
 
 
 def tensor_loader(

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("MPLBACKEND", "Agg")
 os.environ["MNIST_LAB_OFFLINE"] = "1"  # a test that would download fails instead
+# Speed.auto's decisions are cached per session in a folder of their own, never in ~/.cache
+os.environ["MNIST_LAB_CACHE"] = tempfile.mkdtemp(prefix="mnist-lab-cache-")
 _shared = Path(__file__).resolve().parents[2] / "shared" / "mnist"
 if "MNIST_LAB_DATA" not in os.environ and _shared.is_dir():
     os.environ["MNIST_LAB_DATA"] = str(_shared)

@@ -15,6 +15,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -720,3 +721,24 @@ def test_a_run_whose_workers_keep_dying_is_recorded_as_failed(tmp_path):
     row = read_csv(out)["09_kills_worker"]
     assert row["status"] == "failed" and row["error"].startswith("KilledWorker")
     assert not (out / "09_kills_worker.ipynb").exists()  # nothing came back, nothing half-written
+
+
+def test_recipes_auto_sizes_the_series_for_the_machine(monkeypatch):
+    import torch
+
+    from mnist_lab.batch import sized_params_file
+
+    said = []
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    laptop = sized_params_file("auto", None, said.append)
+    assert Path(laptop) == REPO / "notebooks" / "laptop.yaml" and Path(laptop).is_file()
+    assert said[0].startswith("No CUDA GPU here") and "make run RECIPES=full" in said[0]
+    assert sized_params_file("auto", "mine.yaml", said.append) == "mine.yaml"  # your file, untouched
+    assert sized_params_file("full", None, said.append) is None and len(said) == 1
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_name", lambda: "a test GPU")
+    assert sized_params_file("auto", None, said.append) is None and "a test GPU" in said[-1]
+    with pytest.raises(batch.InvalidParameterError, match="give one"):
+        sized_params_file("laptop", "mine.yaml")
+    with pytest.raises(batch.InvalidParameterError, match="--recipes must be one of"):
+        sized_params_file("huge", None)

@@ -15,7 +15,7 @@ from mnist_lab.cli import BENCH_QUICK, FAST_QUICK, main
 from mnist_lab.config import TrainConfig
 from mnist_lab.devices import bf16_supported
 from mnist_lab.errors import InvalidParameterError
-from mnist_lab.models import FastCNN, build_model, count_parameters
+from mnist_lab.models import FastCNN, build_model, count_parameters, model_class
 from mnist_lab.speed import Speed, bench
 from mnist_lab.speed.bench import LADDER, BenchSettings, make_trainer, time_epochs
 from mnist_lab.speed.fast_recipe import train_fast
@@ -46,18 +46,20 @@ def test_quick_bench_writes_a_well_formed_report(tmp_path, capsys):
             s = result[side]
             assert len(s["seconds"]) == settings["repeats"]
             assert 0 <= s["test_acc"] <= 1 and not s["diverged"]
-        assert result["config"]["batch_size"] == bench.TUTORIAL_BATCH
+        assert result["config"]["batch_size"] == model_class(result["model"]).RECIPE.batch_size
         assert result["config"]["limit"] == BENCH_QUICK["limit"]
         assert result["model"] in printed
     # mlp trains without shuffling: both loops see the same batches from the same
-    # weights, so they must reach the same accuracy.
+    # weights, so they must reach the same accuracy -- to one test image in fp32; where
+    # Speed.auto chose bfloat16, its rounding may move a few of the 500 test digits.
     mlp = next(r for r in report["results"] if r["model"] == "mlp")
     assert mlp["tutorial"]["test_acc"] > 0.5  # it learned something in 2 epochs of 1,024 images
-    assert mlp["tutorial"]["test_acc"] == pytest.approx(mlp["mnist_lab"]["test_acc"], abs=0.002)
+    tolerance = 0.01 if mlp["speed"]["amp"] else 0.002
+    assert mlp["tutorial"]["test_acc"] == pytest.approx(mlp["mnist_lab"]["test_acc"], abs=tolerance)
     table = (out / "bench.md").read_text()
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     assert [row.split("`")[1] for row in rows] == settings["models"]
-    assert all(row.count("|") == 9 for row in rows)
+    assert all(row.count("|") == 10 for row in rows)
     assert report["device"] in table and report["command"] in table
 
 
@@ -73,7 +75,7 @@ def test_quick_fast_recipe_reports_every_seed(tmp_path, capsys):
     for run in report["runs"]:
         assert 0 <= run["test_acc"] <= 1 and not run["diverged"]  # 16 steps: too few to judge learning
         assert run["steps"] == limit // FAST_RECIPE.batch_size  # one epoch, last partial batch dropped
-        assert run["settings"] == {"amp": False, "channels_last": True, "compile": False, "cuda_graph": False}
+        assert Speed(**run["settings"]) == Speed.auto(FastCNN(), "cpu")  # the one decision, as fit would use it
         assert f"seed {run['seed']:2d}: test acc" in printed
     summary = report["summary"]
     assert summary["seeds"] == 2
@@ -120,9 +122,13 @@ def test_ladder_steps_compute_the_same_training():
         loss, acc, diverged = trainer.epoch()
         assert math.isfinite(loss) and 0 <= acc <= 1 and not diverged and trainer.samples == 640
         weights[step] = [p.detach().clone() for p in trainer.model.parameters()]
+    tuned_bf16 = make_trainer("tuned", "mlp", "cpu", limit=640).step.amp  # Speed.auto may choose bf16 here
     for step, params in weights.items():
         for got, want in zip(params, weights["tutorial"]):
-            torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"step {step!r} trained differently")
+            if step == "tuned" and tuned_bf16:  # bf16 rounding: about 1 % of each tensor after 10 steps
+                assert (got - want).norm() < 0.03 * want.norm(), "bf16 trained differently"
+            else:
+                torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5, msg=f"step {step!r} trained differently")
 
 
 @pytest.mark.slow
@@ -156,14 +162,6 @@ def test_bench_settings_validate():
         BenchSettings(models=())
     settings = BenchSettings(models=("mlp",), repeats=2, accuracy_epochs=6)
     assert settings.epochs == 6
-
-
-def test_speed_auto_follows_what_was_measured():
-    assert Speed.auto(build_model("convnet"), "cpu") == Speed(channels_last=True)
-    assert Speed.auto(build_model("deep_mlp"), "cpu") == Speed()
-    assert Speed.auto(build_model("keras_cnn"), "cuda") == Speed(amp=True, channels_last=True, cuda_graph=True)
-    assert Speed.auto(build_model("alexnet"), "cuda").cuda_graph
-    assert Speed.auto(build_model("mlp"), "mps") == Speed()  # nothing measured there
 
 
 def test_fast_cnn_matches_its_declared_size_and_shapes():

@@ -99,6 +99,8 @@ def test_train_has_an_option_for_every_config_field_and_speed_switch():
 
 
 def test_train_uses_the_speed_switches_that_pay_unless_told_otherwise(monkeypatch, capsys):
+    import dataclasses
+
     import mnist_lab.cli as cli
     from mnist_lab.speed import Speed
 
@@ -110,10 +112,11 @@ def test_train_uses_the_speed_switches_that_pay_unless_told_otherwise(monkeypatc
 
     monkeypatch.setattr(cli, "fit", fake_fit)
     monkeypatch.setattr(cli, "check_writable", lambda path: path)
+    auto = Speed.auto(cli.build_model("convnet"), "cpu")  # the measured decision, as the notebooks use it
     for args, expected in (
-        ([], Speed.auto(cli.build_model("convnet"), "cpu")),  # as the notebooks: channels-last on a CPU
-        (["--no-channels-last"], Speed()),
-        (["--amp", "--schedule", "onecycle"], Speed(amp=True, channels_last=True)),
+        ([], auto),
+        (["--no-channels-last"], dataclasses.replace(auto, channels_last=False)),
+        (["--amp", "--no-fused", "--schedule", "onecycle"], dataclasses.replace(auto, amp=True, fused=False)),
     ):
         try:
             main(["train", "--model", "convnet", "--device", "cpu", *args])

@@ -4,6 +4,8 @@ The core (`mnist_lab.train`) never imports this package. `fit` takes a ``speed``
 object and asks its ``prepare`` for the function that runs one epoch; `Speed` is
 that object. Its switches:
 
+- ``fused``: the optimiser's one-kernel update (SGD, Adam; `make_optimizer` uses it
+  on CUDA by itself).
 - ``channels_last``: store the model's 4-d weights, and so its feature maps, as
   (N, H, W, C). CNNs only.
 - ``amp``: bfloat16 autocast. Pays where the hardware computes in bfloat16.
@@ -11,15 +13,10 @@ that object. Its switches:
 - ``cuda_graph``: record the whole training step as one CUDA graph and replay it
   (`mnist_lab.speed.cuda_graph`): CUDA, a `DeviceLoader`, SGD or Adam.
 
-`Speed.auto(model, device)` turns on what was measured to pay:
-
-- CPU (``mnist-lab bench`` on a 2-core AMD EPYC, torch 2.14): ``channels_last``
-  for CNNs (PyTorch's NCHW max-pool is several times slower than its channels-last
-  one). torch.compile, fused and foreach optimisers gave nothing there.
-- CUDA (``mnist-lab bench`` on one H100, torch 2.11): the whole step as one CUDA
-  graph for SGD and Adam recipes; bfloat16 autocast and ``channels_last`` for CNNs
-  (tensor cores want both). `make_optimizer` uses fused kernels on CUDA by itself.
-- Anything else (Apple MPS): nothing measured, so nothing on.
+`Speed.auto(model, device)` turns on what pays *on this machine*: it times a few
+training steps with each combination of the switches that apply and keeps the
+fastest one that is clearly faster and trains to the same loss
+(`mnist_lab.speed.decide`; the decision is cached, so each machine measures once).
 
 Also here: `fast_recipe` (99 % in seconds) and `bench` (the tutorials' loop against
 ours, and notebook 08's ladder).
@@ -27,12 +24,14 @@ ours, and notebook 08's ladder).
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable
 from dataclasses import asdict, dataclass
 
 import torch
 from torch import Tensor, nn
 
+from ..config import TrainConfig
 from ..errors import InvalidParameterError, check_bool, check_choice
 from ..train import EpochResult, EpochRunner, plain_epochs
 
@@ -53,8 +52,10 @@ class Speed:
     channels_last: bool = False
     compile: bool | str = False
     cuda_graph: bool = False
+    fused: bool = False
 
     def __post_init__(self) -> None:
+        check_bool("fused", self.fused)
         check_bool("amp", self.amp)
         check_bool("channels_last", self.channels_last)
         check_bool("cuda_graph", self.cuda_graph)
@@ -67,16 +68,20 @@ class Speed:
             )
 
     @classmethod
-    def auto(cls, model: nn.Module, device: torch.device | str) -> Speed:
-        """The switches that pay for `model` on `device` (see the module docstring for what was measured)."""
-        kind = torch.device(device).type
-        conv = is_convolutional(model)
-        if kind == "cpu":
-            return cls(channels_last=conv)
-        if kind == "cuda":
-            optimizer = getattr(getattr(model, "RECIPE", None), "optimizer", "sgd")
-            return cls(amp=conv, channels_last=conv, cuda_graph=optimizer in GRAPH_OPTIMIZERS)
-        return cls()
+    def auto(
+        cls,
+        model: nn.Module,
+        device: torch.device | str,
+        config: TrainConfig | None = None,
+        data_dir: str | os.PathLike[str] | None = None,
+    ) -> Speed:
+        """The switches measured to pay for `model` on `device` with `config` (default: its recipe).
+
+        See `mnist_lab.speed.decide.decide`, which also returns the measurements.
+        """
+        from .decide import decide
+
+        return cls(**decide(model, device, config, data_dir).chosen)
 
     def describe(self) -> str:
         """The switches that are on, e.g. ``"amp, channels_last"`` (or ``"no extra switches"``)."""
@@ -94,6 +99,9 @@ class Speed:
     ) -> EpochRunner:
         """Apply the switches to `model` and return the function that trains one epoch."""
         device = next(model.parameters()).device
+        if self.fused:  # read by SGD and Adam at every step; their state is created at the first one
+            for group in optimizer.param_groups:
+                group.update(fused=True, foreach=False)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
         if device.type == "cuda":

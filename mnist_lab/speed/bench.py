@@ -2,12 +2,12 @@
 
 For each model, on one device, in one process:
 
-(a) the loop the five tutorials write: torchvision MNIST with a per-sample
-    transform (PIL image → tensor → normalise), a ``DataLoader`` (batch 64 by
-    default), every batch copied to the device, ``.item()`` on every step;
+(a) the model's own tutorial loop, written as that tutorial writes it
+    (`mnist_lab.speed.reference`: its per-sample transform, its ``DataLoader``, its
+    ``.item()`` calls), with the recipe's batch size;
 (b) `mnist_lab.train.fit` with the same model, batch size, optimiser, learning
-    rate and seed, plus the speed switches that pay on this device
-    (`mnist_lab.speed.Speed.auto`).
+    rate and seed, plus the speed switches measured to pay on this machine
+    (`mnist_lab.speed.Speed.auto`; the decision table is part of the report).
 
 Both train from the same initial weights for ``max(1 + repeats, accuracy_epochs)``
 epochs. Epoch 1 is the warm-up and is not timed; the next `repeats` epochs are
@@ -40,19 +40,19 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
-from ..data import mnist_loader, tensor_loader, tutorial_loader
+from ..data import mnist_loader, tensor_loader
 from ..devices import bf16_supported, describe, get_device, set_seed, synchronize
 from ..errors import InvalidParameterError, check_choice, check_int, check_optional_limit, check_positive_int
 from ..files import atomic_write, write_json
 from ..models import FastCNN, build_model, model_class
 from ..train import EpochRunner, evaluate, fit, loss_function, make_optimizer, schedule
 from . import GRAPH_OPTIMIZERS, Speed, is_convolutional
+from .decide import Decision, decide
 from .fast_recipe import FastRun, summarize_fast, train_fast
+from .reference import reference_for, reference_loader, tutorial_epoch
 
 DEFAULT_MODELS = ("deep_mlp", "mlp", "bp_network", "convnet", "keras_cnn")
 GPU_MODELS = ("alexnet",)  # added to the default list on a GPU: too slow for a CPU
-TUTORIAL_BATCH = 64  # the tutorials' DataLoader batch size
-FLATTENED_BY_TRANSFORM = {"deep_mlp"}  # T0 flattens in its transform; the others in the model
 REPORT_NAME = "bench"  # bench.json and bench.md (fast.json and fast.md with --fast)
 
 
@@ -63,7 +63,7 @@ REPORT_NAME = "bench"  # bench.json and bench.md (fast.json and fast.md with --f
 class Step:
     """One rung of the ladder: where batches come from and what the loop does.
 
-    ``loader``: ``"tutorial"`` (torchvision + per-sample transform + DataLoader),
+    ``loader``: ``"tutorial"`` (the model's own tutorial loop, `mnist_lab.speed.reference`),
     ``"tensors"`` (normalised once, DataLoader over a TensorDataset) or ``"device"``
     (`DeviceLoader`: uint8 on the device, shuffled and normalised there).
     ``sync_every_step``: the tutorials' ``.item()`` per step, else mnist_lab's
@@ -91,7 +91,7 @@ class Step:
 CHANGES: tuple[tuple[str, str, dict[str, Any]], ...] = (
     (
         "tutorial",
-        "tutorials' loop: PIL transform per sample, DataLoader, .item() per step",
+        "its tutorial's own loop: per-sample transform, DataLoader, .item() as the tutorial calls it",
         {"loader": "tutorial", "sync_every_step": True},
     ),
     ("tensors", "normalise once: DataLoader over a TensorDataset", {"loader": "tensors"}),
@@ -149,42 +149,17 @@ def ladder_for(model: nn.Module, device: torch.device | str) -> tuple[tuple[Step
     return _cumulative(changes), reasons
 
 
-def tuned_step(model: nn.Module, device: torch.device | str) -> Step:
-    """The step `fit` takes when given `Speed.auto`: only the switches that pay on `device`."""
-    speed = Speed.auto(model, device)
+def tuned_step(model: nn.Module, device: torch.device | str, config: TrainConfig | None = None) -> Step:
+    """The step `fit` takes when given `Speed.auto`: only the switches measured to pay on `device`."""
+    speed = Speed.auto(model, device, config)
+    switches = {k: v for k, v in asdict(speed).items() if k != "fused"}  # the optimiser is make_step_optimizer's
     return Step(
         "tuned",
-        "only what pays here: " + speed.describe(),
+        "only what was measured to pay here: " + speed.describe(),
         loader="device",
-        fused=torch.device(device).type == "cuda",  # what make_optimizer does by itself on CUDA
-        **asdict(speed),
+        fused=speed.fused or torch.device(device).type == "cuda",  # CUDA: what make_optimizer does by itself
+        **switches,
     )
-
-
-def tutorial_epoch(
-    model: nn.Module, loader: Iterable[tuple[Tensor, Tensor]], optimizer, loss_fn, device: torch.device, amp=False
-) -> tuple[float, float, bool]:
-    """One epoch the way the tutorials write it: ``.to(device)`` per batch, ``.item()`` per step.
-
-    Each ``.item()`` makes the CPU wait until the device has finished the step, so
-    the CPU can never queue the next step while the device works. Returns mean
-    loss, accuracy and whether the loss became NaN (like `mnist_lab.train`'s epoch).
-    """
-    model.train()
-    loss_sum, correct, count = 0.0, 0, 0
-    for X, y in loader:
-        X, y = X.to(device), y.to(device)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            out = model(X)
-            loss = loss_fn(out.float(), y)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        loss_sum += loss.item() * len(y)  # waits for the device, every step
-        correct += (out.argmax(dim=1) == y).sum().item()
-        count += len(y)
-    mean = loss_sum / count
-    return mean, correct / count, not math.isfinite(mean)
 
 
 @dataclass
@@ -198,14 +173,11 @@ class Trainer:
     loss_fn: Callable[..., Tensor]
     device: torch.device
     samples: int
-    run_epoch: EpochRunner | None = None  # mnist_lab's epoch (rungs without a sync per step)
+    run_epoch: EpochRunner
 
     def epoch(self) -> tuple[float, float, bool]:
         """Train one epoch; returns mean loss, accuracy, diverged (the device has finished)."""
-        if self.run_epoch is None:
-            result = tutorial_epoch(self.model, self.loader, self.optimizer, self.loss_fn, self.device, self.step.amp)
-        else:
-            result = self.run_epoch(lambda batches: batches)
+        result = self.run_epoch(lambda batches: batches)
         synchronize(self.device)
         return result
 
@@ -259,9 +231,9 @@ def make_trainer(
     model = build_model(model_name, seed=config.seed).to(device)
     if isinstance(step, str):
         check_choice("step", step, LADDER_NAMES)
-        step = tuned_step(model, device) if step == "tuned" else next(s for s in LADDER if s.name == step)
+        step = tuned_step(model, device, config) if step == "tuned" else next(s for s in LADDER if s.name == step)
     if step.loader == "tutorial":
-        loader = tutorial_loader(config, "train", data_dir, flatten=model_name in FLATTENED_BY_TRANSFORM, limit=limit)
+        loader = reference_loader(model_name, config, "train", data_dir, limit)
     elif step.loader == "tensors":
         loader = tensor_loader(config, data_dir, limit)
     else:
@@ -269,8 +241,14 @@ def make_trainer(
     samples = len(loader.dataset) if isinstance(loader, DataLoader) else loader.num_samples
     loss_fn = loss_function(model)
     optimizer = make_step_optimizer(model, config, fused=step.fused)
-    # The rungs that sync every step run the tutorials' epoch; the speed switches come after them.
-    run_epoch = None if step.sync_every_step else step.speed.prepare(model, optimizer, loss_fn, loader)
+    if step.sync_every_step:  # the tutorials' epoch; the speed switches come after these rungs
+        sync_every = reference_for(model_name).sync_every if step.loader == "tutorial" else 1
+
+        def run_epoch(wrap):
+            return tutorial_epoch(model, wrap(loader), optimizer, loss_fn, device, sync_every)
+
+    else:
+        run_epoch = step.speed.prepare(model, optimizer, loss_fn, loader)
     return Trainer(step, model, optimizer, loader, loss_fn, device, samples, run_epoch)
 
 
@@ -329,7 +307,7 @@ class BenchSettings:
     models: tuple[str, ...]
     device: str = "auto"
     repeats: int = 3
-    batch_size: int = TUTORIAL_BATCH
+    batch_size: int | None = None  # None: each model's recipe (its tutorial's batch size)
     limit: int | None = None
     test_limit: int | None = None
     accuracy_epochs: int = 4
@@ -342,14 +320,16 @@ class BenchSettings:
         for name in self.models:
             model_class(name)
         check_positive_int("repeats", self.repeats)
-        check_positive_int("batch_size", self.batch_size)
+        if self.batch_size is not None:
+            check_positive_int("batch_size", self.batch_size)
         check_optional_limit("limit", self.limit)
         check_optional_limit("test_limit", self.test_limit)
         check_positive_int("accuracy_epochs", self.accuracy_epochs)
         check_int("seed", self.seed, minimum=0)
-        if self.limit is not None and self.limit < self.batch_size:
+        biggest = self.batch_size or max(model_class(name).RECIPE.batch_size for name in self.models)
+        if self.limit is not None and self.limit < biggest:
             raise InvalidParameterError(
-                f"limit={self.limit} is smaller than one batch ({self.batch_size}): an epoch would have "
+                f"limit={self.limit} is smaller than one batch ({biggest}): an epoch would have "
                 "one partial batch only. Use a limit of at least the batch size."
             )
 
@@ -381,11 +361,12 @@ class ModelResult:
 
     model: str
     config: dict[str, Any]
-    settings: dict[str, Any]
+    speed: dict[str, Any]
     tutorial: Side
     mnist_lab: Side
     samples: int
-    extra: dict[str, Any] = field(default_factory=dict)
+    reference: str = ""  # the tutorial loop of side (a), in words
+    decision: dict[str, Any] = field(default_factory=dict)  # Speed.auto's measurements (decide's Decision)
 
     @property
     def ratio(self) -> float:
@@ -405,7 +386,9 @@ class ModelResult:
         return {
             "model": self.model,
             "config": self.config,
-            "speed_settings": self.settings,
+            "reference": self.reference,
+            "speed": self.speed,
+            "decision": self.decision,
             "samples_per_epoch": self.samples,
             "tutorial": side(self.tutorial),
             "mnist_lab": side(self.mnist_lab),
@@ -466,22 +449,31 @@ def _mnist_lab_side(name: str, config: TrainConfig, settings: BenchSettings, dev
 
 
 def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] | None = print) -> ModelResult:
-    """Time (a) the tutorials' loop and (b) `fit` for one model; see the module docstring."""
+    """Time (a) the model's tutorial loop and (b) `fit` for one model; see the module docstring."""
     device = get_device(settings.device)
     cls = model_class(name)
     config = cls.RECIPE.replace(
-        epochs=settings.epochs, batch_size=settings.batch_size, seed=settings.seed, limit=settings.limit
+        epochs=settings.epochs,
+        batch_size=settings.batch_size or cls.RECIPE.batch_size,
+        seed=settings.seed,
+        limit=settings.limit,
     )
     test = mnist_loader("test", config.replace(test_limit=settings.test_limit), device, settings.data_dir)
-    speed = Speed.auto(cls(), device)
+    decision = decide(build_model(name, seed=config.seed), device, config, settings.data_dir)
+    speed = Speed(**decision.chosen)
+    reference = reference_for(name)
     if log:
-        log(f"{name}: tutorials' loop, {settings.epochs} epochs ...")
+        log(f"{name}: speed switches {decision.describe()}\n{decision.table()}")
+        log(f"{name}: {reference.tutorial}'s loop ({reference.loop}), batch {config.batch_size}, {settings.epochs} ep.")
     tutorial = _tutorial_side(name, config, settings, device, test)
     if log:
         log(f"{name}: mnist_lab fit ({speed.describe()}), {settings.epochs} epochs ...")
     lab = _mnist_lab_side(name, config, settings, device, test, speed)
     samples = min(settings.limit or 60_000, 60_000)
-    result = ModelResult(name, config.to_dict(), asdict(speed), tutorial, lab, samples)
+    result = ModelResult(
+        name, config.to_dict(), asdict(speed), tutorial, lab, samples,
+        f"{reference.tutorial}: {reference.loop}", decision.to_dict(),
+    )  # fmt: skip
     if log:
         log(_result_line(result))
     return result
@@ -529,7 +521,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = print
         "load_average_end": _load_average(),
         "settings": {
             "models": list(settings.models),
-            "batch_size": settings.batch_size,
+            "batch_size": settings.batch_size,  # None: each recipe's own
             "repeats": settings.repeats,
             "warmup_epochs": 1,
             "accuracy_epochs": settings.accuracy_epochs,
@@ -543,31 +535,38 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = print
 
 
 def bench_markdown(report: dict[str, Any]) -> str:
-    """The report as a Markdown table with its command, device and date."""
+    """The report as a Markdown table with its command, device and date, then each model's decision table."""
     s = report["settings"]
+    batch = f"batch {s['batch_size']}" if s["batch_size"] else "each recipe's batch size"
     lines = [
         f"Command: `{report.get('command', 'mnist-lab bench')}`  ",
         f"Device: {report['device']}; torch {report['torch']}, {report['threads']} threads; "
         f"{report['date']}; load average at start {report['load_average']}.  ",
-        f"Batch {s['batch_size']}, seed {s['seed']}, {s['epochs_trained']} epochs per side: epoch 1 warm-up, "
+        f"{batch.capitalize()}, seed {s['seed']}, {s['epochs_trained']} epochs per side: epoch 1 warm-up, "
         f"median of the next {s['repeats']} timed; test accuracy after epoch {s['accuracy_epochs']}"
         + (f"; first {s['limit']:,} training images only" if s["limit"] else "")
         + (f"; first {s['test_limit']:,} test images" if s["test_limit"] else "")
         + ".",
         "",
-        "| model | tutorials' loop (s/epoch) | mnist_lab `fit` (s/epoch) | speed-up | switches on | "
-        "test acc, tutorials' loop | test acc, mnist_lab | peak memory MiB (a / b) |",
-        "|---|---:|---:|---:|---|---:|---:|---:|",
+        "| model | batch | its tutorial's loop (s/epoch) | mnist_lab `fit` (s/epoch) | speed-up | switches on | "
+        "test acc, tutorial's loop | test acc, mnist_lab | peak memory MiB (a / b) |",
+        "|---|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
     for r in report["results"]:
         a, b = r["tutorial"], r["mnist_lab"]
         lines.append(
-            f"| `{r['model']}` | {a['median_seconds']:.2f} | {b['median_seconds']:.2f} | **{r['ratio']:.1f}×** | "
-            f"{Speed(**r['speed_settings']).describe()} | {a['test_acc']:.2%} | {b['test_acc']:.2%} | "
+            f"| `{r['model']}` | {r['config']['batch_size']} | {a['median_seconds']:.2f} | {b['median_seconds']:.2f} | "
+            f"**{r['ratio']:.1f}×** | {Speed(**r['speed']).describe()} | {a['test_acc']:.2%} | {b['test_acc']:.2%} | "
             f"{a['peak_memory_mb']:.0f} / {b['peak_memory_mb']:.0f} |"
         )
     if report["results"]:
-        lines += ["", f"Memory: {report['results'][0]['tutorial']['memory']}."]
+        lines += ["", f"Memory: {report['results'][0]['tutorial']['memory']}.", "", "Reference loops (side a):", ""]
+        lines += [f"- `{r['model']}`: {r['reference']}" for r in report["results"]]
+        lines += ["", "Speed switches chosen by `Speed.auto` (`mnist_lab.speed.decide`), per model:", "", "```"]
+        for r in report["results"]:
+            decision = Decision.from_dict(r["decision"])
+            lines += [f"{r['model']}: {decision.describe()}", decision.table(), ""]
+        lines[-1] = "```"
     return "\n".join(lines) + "\n"
 
 
@@ -730,7 +729,7 @@ def time_to_accuracy(
     device = get_device(device)
     set_seed(config.seed)
     model = model.to(device)
-    speed = Speed.auto(model, device)
+    speed = Speed.auto(model, device, config, data_dir)
     train, test = mnist_loader("train", config, device, data_dir), mnist_loader("test", config, device, data_dir)
     optimizer, loss_fn = make_optimizer(model, config), loss_function(model, config.label_smoothing)
     run_epoch = speed.prepare(model, optimizer, loss_fn, train, schedule(config, train))

@@ -88,7 +88,7 @@ def train_fast(
     device = get_device(device)
     set_seed(seed)
     model = make_model().to(device)  # weights drawn from `seed`
-    speed = speed or Speed.auto(model, device)
+    speed = speed or Speed.auto(model, device, config, data_dir)
     train, test = mnist_loaders(config, device, data_dir)
     if warmup_steps:
         warm_up(model, speed, train, test, config, warmup_steps)

@@ -1,0 +1,135 @@
+"""Speed.auto's decision: what it tries, what it keeps, how it falls back, what it caches.
+
+No test here asserts a time: the timings are injected (`_choose`) or only checked to
+be numbers; which switch wins on a real machine is the bench's business.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from mnist_lab.config import TrainConfig
+from mnist_lab.models import build_model
+from mnist_lab.speed import Speed, decide
+from mnist_lab.speed.decide import MARGIN, Decision, Trial, _choose, cache_path, candidates
+
+SMALL = TrainConfig(batch_size=32)  # a small batch keeps each trial short
+
+
+def _decision(*trials: Trial, noise: float = 0.01) -> Decision:
+    return Decision("key", "cpu (test)", trials[0].switches, list(trials), noise, 8, "2026-12-02")
+
+
+def _switches(**on: bool) -> dict[str, bool]:
+    return {name: on.get(name, False) for name in decide.SWITCHES}
+
+
+PLAIN = Trial(_switches(), 0.010, 1.000)
+
+
+def test_the_fastest_candidate_that_pays_and_trains_alike_is_chosen():
+    fast = Trial(_switches(amp=True), 0.004, 1.005)
+    faster_but_different = Trial(_switches(amp=True, channels_last=True), 0.002, 1.200)  # loss off by 0.2
+    barely = Trial(_switches(fused=True), 0.010 / (MARGIN - 0.05), 1.000)  # under the margin
+    decision = _decision(PLAIN, barely, fast, faster_but_different)
+    assert _choose(decision) == fast.switches
+    decision.chosen = _choose(decision)
+    assert decision.verdict(faster_but_different) == "loss outside the noise"
+    assert decision.verdict(barely).startswith("less than 10% faster")
+    assert decision.verdict(fast) == "chosen" and decision.speedup(fast) == pytest.approx(2.5)
+
+
+def test_nothing_pays_or_nothing_runs_means_the_plain_loop():
+    broken = Trial(_switches(amp=True), math.nan, math.nan, "bf16 not supported")
+    slower = Trial(_switches(channels_last=True), 0.012, 1.0)
+    assert _choose(_decision(PLAIN, broken, slower)) == PLAIN.switches
+    assert _decision(PLAIN, broken).verdict(broken) == "cannot run here: bf16 not supported"
+    plain_failed = Trial(_switches(), math.nan, math.nan, "out of memory")
+    assert _choose(_decision(plain_failed, Trial(_switches(amp=True), 0.001, 1.0))) == plain_failed.switches
+
+
+def test_candidates_are_the_switches_that_apply(monkeypatch):
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(decide, "bf16_supported", lambda device: False)
+    mlp = candidates(build_model("mlp"), cpu, TrainConfig())
+    assert len(mlp) == 2 and mlp[0] == _switches() and mlp[1] == _switches(fused=True)  # no bf16, no feature maps
+    assert candidates(build_model("mlp"), cpu, TrainConfig(optimizer="adadelta")) == [_switches()]  # nothing fuses
+    monkeypatch.setattr(decide, "bf16_supported", lambda device: True)
+    cnn = candidates(build_model("convnet"), cpu, TrainConfig())
+    assert len(cnn) == 8 and len({json.dumps(c, sort_keys=True) for c in cnn}) == 8
+    assert not any(c["cuda_graph"] for c in cnn)
+    on_gpu = candidates(build_model("convnet"), cuda, TrainConfig())  # make_optimizer fuses there already
+    assert len(on_gpu) == 8 and any(c["cuda_graph"] for c in on_gpu) and not any(c["fused"] for c in on_gpu)
+
+
+@pytest.mark.slow
+def test_a_switch_that_fails_is_reported_and_left_out(monkeypatch):
+    real_prepare = Speed.prepare
+
+    def prepare(self, *args, **kwargs):
+        if self.channels_last:
+            raise RuntimeError("channels-last kernels missing on this build\nsecond line")
+        return real_prepare(self, *args, **kwargs)
+
+    monkeypatch.setattr(Speed, "prepare", prepare)
+    decision = decide.decide(build_model("keras_cnn", seed=0), "cpu", SMALL, use_cache=False)
+    failed = [t for t in decision.trials if t.switches["channels_last"]]
+    assert failed and all(t.error == "channels-last kernels missing on this build" for t in failed)
+    assert not decision.chosen["channels_last"]
+    assert all(t.ok for t in decision.trials if not t.switches["channels_last"])
+    assert "cannot run here: channels-last kernels missing" in decision.table()
+
+
+@pytest.mark.slow
+def test_every_candidate_starts_alike_and_the_choice_trains_within_the_noise():
+    model = build_model("keras_cnn", seed=0)
+    before = [p.detach().clone() for p in model.parameters()]
+    decision = decide.decide(model, "cpu", SMALL, use_cache=False)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))  # trials train copies
+    plain = decision.plain
+    assert plain.switches == _switches() and plain.ok and 4 <= decision.steps <= 64
+    for trial in decision.trials:  # fp32 switches change the order of sums only; bf16 rounds, within the noise
+        if trial.ok and not trial.switches["amp"]:
+            assert trial.loss == pytest.approx(plain.loss, abs=1e-4)
+    chosen = next(t for t in decision.trials if t.switches == decision.chosen)
+    assert abs(chosen.loss - plain.loss) <= decision.tolerance
+    assert chosen is plain or decision.speedup(chosen) >= MARGIN
+    assert decision.noise > 0  # another start trains to another loss
+
+
+@pytest.mark.slow
+def test_the_decision_is_cached_and_a_damaged_cache_is_measured_again(monkeypatch, tmp_path):
+    monkeypatch.setenv(decide.ENV_CACHE, str(tmp_path / "cache"))
+    model = build_model("mlp", seed=0)
+    first = decide.decide(model, "cpu", SMALL)
+    assert not first.cached and cache_path().parent == tmp_path / "cache"
+    again = decide.decide(model, "cpu", SMALL)
+    assert again.cached and again.chosen == first.chosen and again.trials == first.trials
+    assert Speed.auto(model, "cpu", SMALL) == Speed(**first.chosen)
+    assert decide.decide(model, "cpu", SMALL.replace(batch_size=64)).key != first.key  # another recipe, measured
+    cache_path().write_text("{ not json")
+    measured = decide.decide(model, "cpu", SMALL)
+    assert not measured.cached and json.loads(cache_path().read_text())[first.key]["chosen"] == measured.chosen
+
+
+@pytest.mark.slow
+def test_a_cache_that_cannot_be_written_is_not_an_error(monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    monkeypatch.setenv(decide.ENV_CACHE, str(blocker / "cache"))  # a folder inside a file: cannot exist
+    decision = decide.decide(build_model("mlp", seed=0), "cpu", SMALL)
+    assert not decision.cached and blocker.read_text() == ""
+
+
+def test_describe_and_table_name_the_choice_and_every_candidate():
+    fast = Trial(_switches(amp=True, channels_last=True), 0.004, 1.002)
+    decision = _decision(PLAIN, fast)
+    decision.chosen = _choose(decision)
+    assert decision.describe().startswith("amp, channels_last (2.50× the plain step; measured now")
+    rows = decision.table().splitlines()
+    assert len(rows) == 4 and "no extra switches" in rows[1] and rows[2].endswith("chosen")
+    assert Decision.from_dict(json.loads(json.dumps(decision.to_dict()))).trials == decision.trials
