@@ -6,18 +6,42 @@ device-resident batches), `models` (every tutorial model), `train` (`fit`,
 `checkpoints`, `devices`, `plots`, `errors`, `files`, `cli`. The from-scratch lessons
 are in `mnist_lab.scratch`, everything for speed in `mnist_lab.speed`, your own
 handwriting in `handwriting`, the instructors' batch runner in `batch`.
+
+``from mnist_lab import fit, build_model, ...`` works as usual, but the names below are
+imported on first use (PEP 562), not by ``import mnist_lab``: importing torch takes
+seconds, and the ``mnist-lab`` command (`mnist_lab.__main__`) must already be able to
+catch Ctrl-C and SIGTERM while it does.
 """
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
 
 __version__ = "0.1.0"
 
-from .checkpoints import load_checkpoint, save_checkpoint  # noqa: E402
-from .config import TrainConfig  # noqa: E402
-from .data import DeviceLoader, load_mnist, mnist_dataset, mnist_loaders, normalize  # noqa: E402
-from .devices import get_device, set_seed  # noqa: E402
-from .errors import MnistLabError  # noqa: E402
-from .history import History  # noqa: E402
-from .models import MODELS, build_model, count_parameters  # noqa: E402
-from .train import evaluate, fit, predict, train_epoch  # noqa: E402
+# Each public name and the module it comes from.
+_HOMES = {
+    "load_checkpoint": "checkpoints",
+    "save_checkpoint": "checkpoints",
+    "TrainConfig": "config",
+    "DeviceLoader": "data",
+    "load_mnist": "data",
+    "mnist_dataset": "data",
+    "mnist_loaders": "data",
+    "normalize": "data",
+    "get_device": "devices",
+    "set_seed": "devices",
+    "MnistLabError": "errors",
+    "History": "history",
+    "MODELS": "models",
+    "build_model": "models",
+    "count_parameters": "models",
+    "evaluate": "train",
+    "fit": "train",
+    "predict": "train",
+    "train_epoch": "train",
+}
 
 __all__ = [
     "MODELS",
@@ -41,3 +65,23 @@ __all__ = [
     "set_seed",
     "train_epoch",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``mnist_lab.fit`` and the other public names, imported from their module on first use;
+    ``mnist_lab.data`` and the other modules too (``import mnist_lab`` used to import them)."""
+    if name in _HOMES:
+        value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
+        globals()[name] = value  # the next lookup finds it without calling __getattr__
+        return value
+    if not name.startswith("_"):
+        try:
+            return importlib.import_module(f".{name}", __name__)
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise  # the module exists but something it imports is missing: say that
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

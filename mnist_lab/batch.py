@@ -534,6 +534,9 @@ def describe_failure(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
 
+KERNEL_SETTLE_SECONDS = 10  # the longest a kernel shutting down may take to finish an interrupted cell
+
+
 def this_python_kernel_manager() -> type:
     """A jupyter kernel manager whose ``python3`` kernel is the interpreter running this code.
 
@@ -542,6 +545,7 @@ def this_python_kernel_manager() -> type:
     mnist_lab and torch.
     """
     import ipykernel.kernelspec
+    import zmq
     from jupyter_client import AsyncKernelManager
     from jupyter_client.kernelspec import KernelSpecManager
     from traitlets import default
@@ -550,13 +554,41 @@ def this_python_kernel_manager() -> type:
         def get_kernel_spec(self, kernel_name: str) -> Any:
             if kernel_name == KERNEL_NAME:  # argv: [sys.executable, "-m", "ipykernel_launcher", ...]
                 spec = ipykernel.kernelspec.get_kernel_dict()
+                # The kernel's own warnings (e.g. "Parent appears to have exited" when Ctrl-C stopped the
+                # worker running it) reach the batch's terminal as jargon; its errors still do.
+                spec["argv"] = [*spec["argv"], "--IPKernelApp.log_level=ERROR"]
                 return self.kernel_spec_class(resource_dir=ipykernel.kernelspec.RESOURCES, **spec)
             return super().get_kernel_spec(kernel_name)
 
     class ThisPythonKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs: Any) -> None:
+            super().__init__(**kwargs)
+            # CurveZMQ keys for a kernel that declares it takes them (ipykernel >= 7.4, which otherwise
+            # warns on every start that it runs "over TCP without encryption"); older ones run as before.
+            if self.has_trait("transport_encryption") and zmq.has("curve"):
+                self.transport_encryption = "auto"
+
         @default("kernel_spec_manager")
         def _this_python_specs(self) -> KernelSpecManager:
             return ThisPythonKernelSpecs(data_dir=self.data_dir)
+
+        async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
+            """Interrupt a busy kernel and wait (a few seconds at most) until it answers again, then shut it down.
+
+            jupyter_client interrupts and asks for the shutdown at once: after a timeout the cell's
+            reply then races the closing sockets, and the kernel logs a ZMQError traceback.
+            """
+            if not now and self.has_kernel and await self.is_alive():
+                await self.interrupt_kernel()
+                client = self.client()
+                client.start_channels()
+                try:
+                    await client.wait_for_ready(timeout=KERNEL_SETTLE_SECONDS)
+                except RuntimeError:
+                    pass  # the cell ignores the interrupt, or the kernel died: shut down as before
+                finally:
+                    client.stop_channels()
+            await super().shutdown_kernel(now=now, restart=restart)
 
     return ThisPythonKernelManager
 

@@ -172,3 +172,57 @@ def test_5_sigterm_stops_the_client_with_143_one_line_and_no_part_files(tmp_path
     assert "Stopped by SIGTERM" in printed
     assert not list(out.rglob("*.part")) and not (out / batch.LOCK_FILE).exists()
     assert "not run: the batch was interrupted" in (out / "summary.csv").read_text()
+
+
+# --- 7. a timeout or an interrupt while a cell runs: one clear line, no kernel or zmq noise ---
+
+KERNEL_NOISE = ("Traceback", "zmq", "IPKernelApp")  # the kernel's log: ZMQError tracebacks, transport warnings
+
+
+def run_batch_process(notebook: Path, out: Path, *options: str) -> subprocess.Popen:
+    """`python -m mnist_lab batch NOTEBOOK --out OUT OPTIONS` as a process, its output in pipes."""
+    argv = [sys.executable, "-m", "mnist_lab", "batch", str(notebook), "--out", str(out), *options]
+    env = {**os.environ, "PYTHONPATH": str(REPO), "OMP_NUM_THREADS": "1"}
+    return subprocess.Popen(argv, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+def assert_no_kernel_noise(printed: str, errors: str) -> None:
+    for noise in KERNEL_NOISE:
+        assert noise.lower() not in (printed + errors).lower(), errors
+
+
+@pytest.mark.slow
+def test_7_a_cell_over_the_timeout_fails_its_run_with_one_line_naming_both(tmp_path):
+    slow = write_notebook(tmp_path, "01_sleepy", 'output_dir = "x"  # results\n', ["import time\ntime.sleep(120)"])
+    out = tmp_path / "out"
+    client = run_batch_process(slow, out, "--timeout", "3")
+    printed, errors = client.communicate(timeout=240)
+    assert client.returncode == batch.EXIT_FAILED, (printed, errors)  # 1: a run failed
+    line = "[1/1] 01_sleepy: failed in "
+    (report,) = [text for text in printed.splitlines() if text.startswith(line)]
+    assert report.endswith(": CellTimeoutError: A cell timed out while it was being executed, after 3 seconds.")
+    assert float(report[len(line) :].split(" s:")[0]) < 60  # stopped by --timeout, not by the 120 s sleep
+    assert_no_kernel_noise(printed, errors)
+    assert (out / "01_sleepy.ipynb").exists() and not list(out.rglob("*.part"))
+    assert "CellTimeoutError" in (out / "summary.csv").read_text()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_7_ctrl_c_or_sigterm_while_a_cell_runs_stops_with_one_line_and_no_kernel_noise(tmp_path, sig):
+    started = tmp_path / "started"
+    cell = f"import pathlib, time\npathlib.Path({str(started)!r}).touch()\ntime.sleep(120)"
+    slow = write_notebook(tmp_path, "01_sleepy", 'output_dir = "x"  # results\n', [cell])
+    out = tmp_path / "out"
+    client = run_batch_process(slow, out)
+    deadline = time.monotonic() + 240
+    while not started.exists() and client.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert started.exists(), client.communicate(timeout=60)  # the kernel is inside the cell
+    client.send_signal(sig)
+    printed, errors = client.communicate(timeout=180)
+    by, status = ("SIGTERM", batch.EXIT_TERMINATED) if sig == signal.SIGTERM else ("Ctrl-C", batch.EXIT_INTERRUPTED)
+    assert client.returncode == status, (printed, errors)
+    assert f"Interrupted. Stopped by {by}; finished runs are recorded" in printed
+    assert_no_kernel_noise(printed, errors)
+    assert not list(out.rglob("*.part")) and not (out / batch.LOCK_FILE).exists()

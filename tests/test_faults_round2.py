@@ -646,6 +646,82 @@ def test_9_signals_stop_cleanly(tmp_path, sig, phase):
     assert load_checkpoint(out / "ck.pt", build_model("softmax_regression"))["history"]["epoch"] == [1]
 
 
+# While `import torch` runs, before `mnist_lab.cli.main` has started: this import hook (a
+# sitecustomize.py on PYTHONPATH, which `site` imports at start-up) prints MARK when torch's
+# import begins and then sleeps, so the test's signal lands inside that import every time.
+SLOW_TORCH = textwrap.dedent(
+    """
+    import sys, time
+
+    class SlowTorch:
+        def find_spec(self, name, path=None, target=None):
+            if name == "torch":
+                print("MARK", flush=True)
+                time.sleep(120)
+            return None  # let the real finders import it
+
+    sys.meta_path.insert(0, SlowTorch())
+    """
+)
+
+
+def console_script() -> list[str]:
+    """What pip's ``mnist-lab`` script runs: the entry point pyproject.toml names (the installed
+    script may come from another checkout, so it is rebuilt from this one's pyproject)."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover
+        import tomli as tomllib
+    entry = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]["mnist-lab"]
+    module, function = entry.split(":")
+    return [sys.executable, "-c", f"import sys; from {module} import {function}; sys.exit({function}())"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("how", ["console_script", "python_m"])
+def test_9_a_signal_while_torch_is_imported_gives_one_line_and_130_or_143(tmp_path, sig, how):
+    (tmp_path / "hook").mkdir()
+    (tmp_path / "hook" / "sitecustomize.py").write_text(SLOW_TORCH)
+    command = console_script() if how == "console_script" else [sys.executable, "-m", "mnist_lab"]
+    out = tmp_path / "out"
+    out.mkdir()
+    args = ["train", "--model", "softmax_regression", *SMALL, "--json", str(out / "h.json")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path / "hook"), str(REPO)])}
+    proc = subprocess.Popen(
+        [*command, *args], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, cwd=tmp_path
+    )
+    first = proc.stdout.readline()
+    assert first == "MARK\n", (first, proc.communicate(timeout=60))  # torch's import has begun
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    name, status = ("SIGTERM", 143) if sig == signal.SIGTERM else ("Ctrl-C", 130)
+    assert proc.returncode == status, (stdout, stderr)
+    assert stderr == f"mnist-lab: stopped by {name} while starting, before anything was run.\n"
+    assert stdout == "" and list(out.iterdir()) == []
+
+
+def test_9_importing_the_package_or_its_entry_point_imports_no_torch():
+    code = "import sys, mnist_lab, mnist_lab.__main__; print(sorted(m for m in ('torch', 'numpy') if m in sys.modules))"
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}
+    )
+    assert done.returncode == 0 and done.stdout == "[]\n", done
+
+
+def test_9_the_launcher_exits_as_the_command_line_does():
+    import mnist_lab
+    import mnist_lab.__main__ as launcher
+    from mnist_lab import cli as cli_module
+
+    assert (launcher.EXIT_INTERRUPTED, launcher.EXIT_TERMINATED) == (
+        cli_module.EXIT_INTERRUPTED,
+        cli_module.EXIT_TERMINATED,
+    )
+    assert mnist_lab.fit is fit and mnist_lab.train.fit is fit  # names and modules, imported on first use
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_name'"):
+        mnist_lab.no_such_name  # noqa: B018
+
+
 def test_9_outside_ipython_nothing_changes_and_messages_are_one_paragraph():
     assert show_errors_briefly() is False
     message = brief_message(InvalidParameterError("epochs must be at least 1, got 0."))
