@@ -35,14 +35,17 @@ def test_graphs_are_refused_off_cuda_with_the_reason():
         Speed(cuda_graph=True, compile=True)
 
 
-def test_speed_auto_records_graphs_only_on_cuda_and_only_for_fused_optimisers():
-    assert not Speed.auto(build_model("mlp"), "cpu").cuda_graph
-    assert Speed.auto(build_model("mlp"), "cuda").cuda_graph  # SGD
-    assert Speed.auto(build_model("cnn5x5"), "cuda").cuda_graph  # Adam
-    adadelta = build_model("mlp")
-    adadelta.RECIPE = TrainConfig(optimizer="adadelta", lr=1.0)
-    assert Speed.auto(adadelta, "cuda") == Speed()  # no fused kernel to record: the plain loop
-    assert Speed.auto(build_model("convnet"), "cpu") == Speed(channels_last=True)
+def test_cuda_graph_is_tried_only_on_cuda_and_only_for_fused_optimisers(monkeypatch):
+    from mnist_lab.speed import decide
+
+    monkeypatch.setattr(decide, "bf16_supported", lambda device: False)  # (no GPU here to ask)
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert not any(c["cuda_graph"] for c in decide.candidates(build_model("mlp"), cpu, TrainConfig()))
+    assert any(c["cuda_graph"] for c in decide.candidates(build_model("mlp"), cuda, TrainConfig()))  # SGD
+    cnn5x5 = build_model("cnn5x5")
+    assert any(c["cuda_graph"] for c in decide.candidates(cnn5x5, cuda, cnn5x5.RECIPE))  # Adam
+    adadelta = TrainConfig(optimizer="adadelta", lr=1.0)  # no fused kernel to record: the plain loop only
+    assert decide.candidates(build_model("mlp"), cuda, adadelta) == [{name: False for name in decide.SWITCHES}]
 
 
 # --------------------------------------------------------------------------- on a CUDA GPU
