@@ -57,7 +57,8 @@ from . import GRAPH_OPTIMIZERS, Speed, is_convolutional
 MARGIN = 1.10  # a combination is chosen only if at least 10 % faster per step than the plain loop
 TIMED_EPOCH_SECONDS = 0.25  # each candidate's timed epoch lasts about this long ...
 MIN_STEPS, MAX_STEPS = 4, 64  # ... with at least 4 and at most 64 steps
-ROUNDS = 3  # each candidate is timed once per round, rounds interleaved; its fastest epoch counts
+ROUNDS = 3  # each candidate is timed once per round, rounds interleaved; its fastest epoch counts ...
+LONG_EPOCH_SECONDS = 1.0  # ... unless one timed epoch is this long (AlexNet on a CPU): then one round does
 INTERLEAVE_BYTES = 2**30  # interleave when every candidate's copy fits in this much; else one after the other
 ENV_CACHE = "MNIST_LAB_CACHE"
 CACHE_FILE = "speed-decisions.json"
@@ -90,6 +91,7 @@ class Decision:
     noise: float  # |loss gap| between two plain runs from different initial weights
     steps: int  # steps per timed epoch
     date: str
+    rounds: int = ROUNDS  # timed epochs per candidate
     cached: bool = False
 
     @property
@@ -136,7 +138,7 @@ class Decision:
             loss = f"{t.loss:8.4f}" if t.ok else f"{'-':>8s}"
             rows.append(f"{Speed(**t.switches).describe():<38s} {ms} {x} {loss}  {self.verdict(t)}")
         rows.append(
-            f"({self.steps} steps per timed epoch, fastest of {ROUNDS} interleaved rounds; loss after the first epoch, "
+            f"({self.steps} steps per timed epoch, fastest of {self.rounds} interleaved round(s); loss after 1 epoch, "
             f"noise {self.noise:.4f} = gap between two plain runs from different initial weights; {self.device})"
         )
         return "\n".join(rows)
@@ -256,11 +258,13 @@ def decide(
     probe = _measure(model, [{}], config, lambda: batches(MIN_STEPS), MIN_STEPS)[0]
     steps = MIN_STEPS if not probe.ok else round(TIMED_EPOCH_SECONDS / probe.seconds_per_step)
     steps = min(max(steps, MIN_STEPS), MAX_STEPS, len(labels) // config.batch_size)
-    trials = _measure(model, candidates(model, device, config), config, lambda: batches(steps), steps)
+    rounds = ROUNDS if not probe.ok or steps * probe.seconds_per_step < LONG_EPOCH_SECONDS else 1
+    trials = _measure(model, candidates(model, device, config), config, lambda: batches(steps), steps, rounds)
     other_start = _Candidate(model, {}, config, batches(steps), steps, reinitialise=True)
     other_start.warm_up()
     noise = abs(other_start.loss - trials[0].loss) if math.isfinite(other_start.loss) and trials[0].ok else 0.0
-    decision = Decision(key, device_name(device), trials[0].switches, trials, noise, steps, dt.date.today().isoformat())
+    today = dt.date.today().isoformat()
+    decision = Decision(key, device_name(device), trials[0].switches, trials, noise, steps, today, rounds)
     decision.chosen = _choose(decision)
     if use_cache:
         _write_cache(decision)
@@ -322,8 +326,10 @@ class _Candidate:
         return Trial(self.switches, min(self.seconds) / self.steps, self.loss)
 
 
-def _measure(model, combos, config: TrainConfig, batches: Callable[[], DeviceLoader], steps: int) -> list[Trial]:
-    """Time every combination; interleaved in `ROUNDS` rounds where all the copies fit in memory."""
+def _measure(
+    model, combos, config: TrainConfig, batches: Callable[[], DeviceLoader], steps: int, rounds: int = ROUNDS
+) -> list[Trial]:
+    """Time every combination; interleaved in `rounds` rounds where all the copies fit in memory."""
     per_copy = 3 * sum(p.numel() * p.element_size() for p in model.parameters())  # weights, gradients, state
     group = len(combos) if per_copy * len(combos) <= INTERLEAVE_BYTES else 1
     trials = []
@@ -331,7 +337,7 @@ def _measure(model, combos, config: TrainConfig, batches: Callable[[], DeviceLoa
         runs = [_Candidate(model, c, config, batches(), steps) for c in combos[start : start + group]]
         for run in runs:
             run.warm_up()
-        for _ in range(ROUNDS):  # a slow moment of the machine then costs every candidate alike
+        for _ in range(rounds):  # a slow moment of the machine then costs every candidate alike
             for run in runs:
                 run.time_epoch()
         trials += [run.trial() for run in runs]
