@@ -402,7 +402,16 @@ def _photo_sources(test_set) -> list[np.ndarray]:
     return mnist + [drawn_digit(d, np.random.default_rng(d)) for d in (4, 7)]
 
 
-@pytest.mark.parametrize("condition", TUNED)
+KNOWN_FAILURE = pytest.mark.xfail(
+    strict=True,
+    reason="held out in the first measurement and failed there (README: 52 %): next to a dark desk, a "
+    "shadowed sheet makes the polarity test pick the wrong side; now tuned on; strict, so a fix shows up here",
+)
+
+
+@pytest.mark.parametrize(
+    "condition", [pytest.param(c, marks=KNOWN_FAILURE) if c == "desk_shadow" else c for c in TUNED]
+)
 @pytest.mark.slow
 def test_every_photo_condition_gives_back_the_clean_digit(condition, test_set):
     """Desk, shadow, ruled or squared paper, noise, low contrast, perspective, chalk: same digit as a scan.
@@ -416,16 +425,7 @@ def test_every_photo_condition_gives_back_the_clean_digit(condition, test_set):
         assert similarity > bar, f"{condition}, photo {seed}: similarity {similarity:.2f}"
 
 
-KNOWN_FAILURE = pytest.mark.xfail(
-    strict=True,
-    reason="held out and measured failing (README: 52 %): next to a dark desk, a shadowed sheet makes the "
-    "polarity test pick the wrong side; strict, so a fix shows up here",
-)
-
-
-@pytest.mark.parametrize(
-    "condition", [pytest.param(c, marks=KNOWN_FAILURE) if c == "desk_shadow" else c for c in HELD_OUT]
-)
+@pytest.mark.parametrize("condition", HELD_OUT)
 @pytest.mark.slow
 def test_held_out_conditions_give_the_digit_or_a_refusal(condition, test_set):
     """Conditions kept out of tuning may fail, but never silently: a recognisable digit, or a refusal."""
