@@ -3,7 +3,7 @@
 Real handwritten digits (held-out MNIST test digits, upscaled into ink strokes, and
 digits drawn from pen strokes) are turned into photos under each condition of
 `mnist_lab.handwriting.photos` (desk, shadow, ruled and squared paper, noise and
-JPEG, low contrast, rotation and perspective, plus three conditions held out from
+JPEG, low contrast, rotation and perspective, plus conditions held out from
 tuning) and read by a model trained with the package's own recipe. Run from the
 repository root:
 

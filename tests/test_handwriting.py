@@ -8,6 +8,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 from PIL import Image, ImageDraw
+from scipy import ndimage
 
 from mnist_lab.data import normalize
 from mnist_lab.errors import ImageError, InvalidParameterError, MnistLabError
@@ -23,6 +24,7 @@ from mnist_lab.handwriting import (
 )
 from mnist_lab.handwriting.canvas import stroke_points
 from mnist_lab.handwriting.photos import CONDITIONS, HELD_OUT, TUNED, drawn_digit, make_photo, mnist_ink
+from mnist_lab.handwriting.pipeline import find_paper, paper_is_light
 from mnist_lab.models import build_model
 from mnist_lab.plots import plot_digit_predictions, plot_preprocessing_steps
 from mnist_lab.train import fit
@@ -416,15 +418,16 @@ def test_every_photo_condition_gives_back_the_clean_digit(condition, test_set):
         assert similarity > bar, f"{condition}, photo {seed}: similarity {similarity:.2f}"
 
 
-KNOWN_FAILURE = pytest.mark.xfail(
+HELD_OUT_FAILURE = pytest.mark.xfail(
     strict=True,
-    reason="held out and measured failing (README: 52 %): next to a dark desk, a shadowed sheet makes the "
-    "polarity test pick the wrong side; strict, so a fix shows up here",
+    reason="held out, first run after the desk_shadow fix and measured failing (README: 88 %, 8 % wrong with "
+    "p >= 0.9; 100 % before the fix): in photo 0 bits of the slanted sheet's edge stay inside the paper mask and "
+    "join the crop; not tuned on, to keep the held-out numbers honest; strict, so a fix shows up here",
 )
 
 
 @pytest.mark.parametrize(
-    "condition", [pytest.param(c, marks=KNOWN_FAILURE) if c == "desk_shadow" else c for c in HELD_OUT]
+    "condition", [pytest.param(c, marks=HELD_OUT_FAILURE) if c == "tilted_desk_dim" else c for c in HELD_OUT]
 )
 @pytest.mark.slow
 def test_held_out_conditions_give_the_digit_or_a_refusal(condition, test_set):
@@ -460,20 +463,78 @@ def test_paper_on_a_desk_is_not_read_as_the_digit():
     assert (steps["background"] == 0).mean() > 0.1  # the desk was masked out
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known limitation found after the measurement: a bold stroke running into the shadowed side "
-    "joins it in the paper search, whose edge then looks sharp, so the shadow is masked as a desk",
-)
 def test_a_shadow_is_not_ink():
     """One side of the sheet at 43 % of the light (a soft shadow): the shadow is not taken for ink.
 
+    This was a strict xfail: the bold stroke running into the shadowed side joined it in the old
+    paper search (a brightness threshold), whose edge then looked sharp, so the shadow was masked as
+    a desk. The paper is now cut only along steep edges of log brightness, which a shadow has not.
     A hard-edged shadow across the digit is not handled (the notebook's advice says so).
     """
     image = np.asarray(draw(SEVEN), dtype=np.float64)
     light = np.linspace(1.0, 0.43, 300)[None, :]  # the light falls off across the sheet
     shaded = Image.fromarray(np.rint(image * light).astype(np.uint8))
     assert _similarity(preprocess(shaded)[1], preprocess(draw(SEVEN))[1]) > 0.9
+
+
+# Photos of _photo_sources under "desk_shadow" that the first pipeline misread (similarity 0.05-0.45,
+# or refused): (source, seed).
+DESK_SHADOW_FAILURES = [(0, 4), (1, 5), (2, 4), (3, 0), (4, 5)]
+
+
+def _sheet_on_desk_in_shadow(darkest: float = 0.45) -> tuple[np.ndarray, np.ndarray]:
+    """A grey photo ``(400, 300)`` of a sheet on a dark desk, light falling to `darkest` across it; the sheet's box."""
+    photo = np.full((400, 300), 110.0)  # the desk
+    sheet = np.zeros((400, 300), dtype=bool)
+    sheet[50:350, 40:260] = True
+    photo[sheet] = 235.0
+    photo = np.minimum(photo, np.asarray(draw(SEVEN, width=20), dtype=np.float64))  # the 7 on the sheet
+    light = np.linspace(1.0, darkest, 300)[None, :]  # (1, 300): the shadow falls over the sheet and desk alike
+    return photo * light, sheet
+
+
+def test_the_paper_under_a_shadow_is_kept_and_the_desk_dropped():
+    """`find_paper` keeps the shadowed side of the sheet (the first pipeline cut it off as desk)."""
+    photo, sheet = _sheet_on_desk_in_shadow()
+    paper = find_paper(photo)
+    inner = ndimage.binary_erosion(sheet, iterations=15)  # (the mask keeps clear of the sheet's edge)
+    assert paper[inner].mean() > 0.99
+    assert paper[:, 200:260][inner[:, 200:260]].all()  # the darkest part of the sheet, at about half the light
+    assert not paper[~sheet].any()  # no desk
+
+
+def test_the_ink_side_is_found_next_to_a_desk_in_a_shadow():
+    """Dark ink on a sheet in shadow on a desk; light chalk on a board: the polarity from the ink, not the light."""
+    photo, _ = _sheet_on_desk_in_shadow()
+    assert paper_is_light(photo, find_paper(photo))
+    chalk = 255.0 - np.asarray(draw(SEVEN), dtype=np.float64) * 0.75  # light strokes on a dark board
+    assert not paper_is_light(chalk, find_paper(chalk))
+
+
+@pytest.mark.parametrize("source, seed", DESK_SHADOW_FAILURES)
+def test_a_sheet_on_a_desk_under_a_shadow_gives_the_digit(source, seed, test_set):
+    """desk_shadow, held out in the first measurement: 52 % read, 28 % wrong with p >= 0.9.
+
+    Two causes, both fixed in `pipeline`: the polarity test (a median over paper, shadow and desk)
+    took a sheet's lit corner next to the dark desk for light ink, and the paper search cut the
+    shadowed part of the sheet off as desk.
+    """
+    coverage = _photo_sources(test_set)[source]
+    _, digit, steps = preprocess(make_photo(coverage, "desk_shadow", seed=seed), return_steps=True)
+    assert _similarity(digit, _reference(coverage)) > 0.75
+    assert (steps["background"] == 0).mean() > 0.1  # the desk was masked out...
+    assert (steps["background"] > 0).mean() > 0.3  # ...and the sheet, shadowed part included, kept
+
+
+@pytest.mark.slow
+def test_a_desk_shadow_photo_is_read_right_not_confidently_wrong(small_cnn, test_set):
+    """The photos the first pipeline failed on are read as their digit by a trained model."""
+    _, labels = test_set
+    digits = [int(labels[i]) for i in (0, 1, 2)] + [4, 7]  # the digits of _photo_sources
+    for source, seed in DESK_SHADOW_FAILURES:
+        photo = make_photo(_photo_sources(test_set)[source], "desk_shadow", seed=seed)
+        reading = read_digit(small_cnn, photo)
+        assert reading.refusal is None and reading.digit == digits[source], (source, seed, reading.describe())
 
 
 def test_ruled_lines_do_not_join_the_digit():

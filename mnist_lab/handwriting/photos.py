@@ -7,6 +7,13 @@ and photographed under one `CONDITIONS` entry: on a desk, under a shadow, on rul
 or squared paper, with sensor noise and JPEG blocks, in low contrast, rotated and in
 perspective. `HELD_OUT` conditions were never looked at while the pipeline was tuned.
 
+`desk_shadow` (a sheet on a desk *and* a shadow across it) was held out in the first
+measurement and failed there (52 %); it was then tuned on, so it is now in `TUNED`.
+`desk_ruled_shadow` (ruled paper on a desk, under a shadow) and `tilted_desk_dim`
+(a sheet on a desk, seen at a slant, in a dim room) were written before that tuning
+began and were not run until the final measurement: they are the held-out check of it.
+The order of `CONDITIONS` sets each condition's seeds, so new conditions go at its end.
+
 Everything is deterministic given the seed. `scripts/make_photo_set.py` measures the
 accuracy per condition with a trained model; the tests use `make_photo` directly.
 """
@@ -28,9 +35,25 @@ from .reader import read_digit
 
 Point = tuple[float, float]
 PHOTO_SIZE = (480, 640)  # (width, height) of a photo: small, since the pipeline shrinks to 640 anyway
-TUNED = ("plain", "desk", "shadow", "ruled", "squared", "noise_jpeg", "low_contrast", "perspective", "chalkboard")
-HELD_OUT = ("desk_shadow", "speckle_blur", "dim_light")
-CONDITIONS = TUNED + HELD_OUT
+TUNED = (
+    "plain",
+    "desk",
+    "shadow",
+    "ruled",
+    "squared",
+    "noise_jpeg",
+    "low_contrast",
+    "perspective",
+    "chalkboard",
+    "desk_shadow",  # held out in the first measurement (failed at 52 %), then tuned on
+)
+HELD_OUT = ("speckle_blur", "dim_light", "desk_ruled_shadow", "tilted_desk_dim")
+CONDITIONS = TUNED + HELD_OUT  # the index of a condition sets its seeds: append new ones only
+ON_DESK = ("desk", "desk_shadow", "desk_ruled_shadow", "tilted_desk_dim")  # the sheet lies on a desk
+SHADOWED = ("shadow", "desk_shadow", "desk_ruled_shadow")
+RULED = ("ruled", "desk_ruled_shadow")
+SLANTED = ("perspective", "tilted_desk_dim")  # rotated and seen at a slant
+DIM = ("dim_light", "tilted_desk_dim")
 
 
 def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 48) -> list[Point]:
@@ -190,10 +213,15 @@ def _desk(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
     return np.asarray(desk, dtype=np.float64)
 
 
-def _perspective(pixels: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Rotated by up to ±10° and seen at a slant: each corner moved by up to 7 % of the side."""
+def _perspective(pixels: np.ndarray, rng: np.random.Generator, fill_from_corner: bool = False) -> np.ndarray:
+    """Rotated by up to ±10° and seen at a slant: each corner moved by up to 7 % of the side.
+
+    The corners the warp uncovers get the picture's median colour, or with
+    `fill_from_corner` the top-left pixel's (the desk, when a sheet lies on one).
+    """
     image = Image.fromarray(np.rint(np.clip(pixels, 0, 255)).astype(np.uint8))
-    fill = tuple(int(v) for v in np.median(pixels.reshape(-1, 3), axis=0))
+    colour = pixels[0, 0] if fill_from_corner else np.median(pixels.reshape(-1, 3), axis=0)
+    fill = tuple(int(v) for v in colour)
     image = image.rotate(rng.uniform(-10, 10), resample=Image.Resampling.BICUBIC, fillcolor=fill)
     w, h = image.size
     corners = np.array([[0, 0], [w, 0], [w, h], [0, h]], dtype=np.float64)
@@ -240,26 +268,26 @@ def make_photo(coverage: np.ndarray, condition: str, seed: int) -> Image.Image:
     sheet = _blank(size, rng, level=(170, 200) if condition == "low_contrast" else (225, 250))
     if condition == "low_contrast":
         strength = rng.uniform(0.18, 0.3)  # a pencil, or a faded pen
-    if condition in ("ruled", "squared"):
+    if condition in RULED or condition == "squared":
         _lines(sheet, rng, squared=condition == "squared")
     if condition == "chalkboard":  # light chalk on a dark green board: the polarity is reversed
         sheet.paper = np.broadcast_to(np.array([45.0, 70.0, 55.0]) * rng.uniform(0.8, 1.2), sheet.paper.shape).copy()
         sheet.ink_colour = np.array([235.0, 235.0, 230.0])
-    _place(sheet, coverage, rng, strength, fraction * (0.8 if condition in ("desk", "desk_shadow") else 1.0))
+    _place(sheet, coverage, rng, strength, fraction * (0.8 if condition in ON_DESK else 1.0))
     if condition == "chalkboard":
         ink = sheet.ink[..., None]
         pixels = sheet.paper * (1 - ink) + sheet.ink_colour * ink
     else:
         pixels = _develop(sheet)
-    if condition in ("desk", "desk_shadow"):
+    if condition in ON_DESK:
         pixels = _desk(pixels, rng)
-    if condition in ("shadow", "desk_shadow"):
+    if condition in SHADOWED:
         pixels = _shadow(pixels, rng, darkest=rng.uniform(0.42, 0.55))
-    if condition == "perspective":
-        pixels = _perspective(pixels, rng)
+    if condition in SLANTED:
+        pixels = _perspective(pixels, rng, fill_from_corner=condition in ON_DESK)
     if condition == "noise_jpeg":
         noise, quality = rng.uniform(12, 20), int(rng.integers(15, 31))
-    if condition == "dim_light":  # a dim room: everything dark, the sensor noisier
+    if condition in DIM:  # a dim room: everything dark, the sensor noisier
         pixels = pixels * rng.uniform(0.3, 0.45)
         noise, quality = rng.uniform(5, 9), 60
     if condition == "speckle_blur":

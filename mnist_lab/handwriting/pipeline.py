@@ -9,12 +9,15 @@ be ruled or squared, the sensor adds noise and JPEG adds blocks. `preprocess` fi
 turns the photo into a clean map of ink, then repeats MNIST's steps:
 
 1. **grey**: grey levels 0-255, shrunk so the longer side is at most `WORK_SIDE`;
-2. **background**: the paper's own brightness, estimated on a small copy by a grey
-   closing (a local maximum, then a local minimum) that erases strokes narrower than
-   about a seventh of the picture, so shadows and uneven light are kept and ink is
-   not. The polarity (dark ink on light paper, or light chalk on a dark board) is
-   decided by which side stands out from the local majority (the paper). A sharp-edged darker region at the border
-   is the desk; it is masked out;
+2. **background**: first the sheet: a shadow multiplies the light, so in log
+   brightness it is a gentle slope while the border between sheet and desk is a
+   step; the picture is cut along such steps, and a region along the frame that is
+   darker than the sheet next to it is the desk, masked out. Then the polarity (dark
+   ink on light paper, or light chalk on a dark board), decided on the sheet only by
+   which side stands out from the local majority (the paper). Then the paper's own
+   brightness, estimated on a small copy by a grey closing (a local maximum, then a
+   local minimum) that erases strokes narrower than about a seventh of the picture,
+   so shadows and uneven light are kept and ink is not;
 3. **flattened**: how much darker than its own background each pixel is (0 = paper,
    1 = black ink), so a digit in a shadow is as strong as one in full light;
 4. **cleaned**: a 3×3 median filter removes speckle; long thin straight lines
@@ -51,9 +54,11 @@ WORK_SIDE = 640  # the photo is box-averaged down to this longer side (a digit n
 BACKGROUND_SIDE = 128  # the background and the paper are estimated on a copy this small
 CLOSING = 0.15  # the closing erases dark strokes narrower than this fraction of the picture
 PAPER_CLOSING = 0.04  # the paper is found after a lighter closing (a strip of desk must survive it)
+EDGE_STEP = 0.12  # log brightness changing this fast (per small pixel) is an edge: a shadow's slope is gentler
+SHEET_MIN = 0.15  # a sheet of paper covers at least this fraction of the picture
 DESK_BORDER = 0.25  # a desk shows along at least this fraction of the picture's border
-DESK_RATIO = 0.8  # a border region this much darker than the paper (or more) may be the desk
-DESK_SHARPNESS = 0.15  # ...if its edge rises by this fraction of the step per small pixel (a shadow's does not)
+DESK_RATIO = 0.8  # ...and next to the sheet is at most this fraction of the paper's brightness
+DESK_REACH = 0.05  # paper and desk are compared within this fraction of the picture of the sheet's border
 LINE_ANGLES = np.radians(np.arange(-9.0, 9.01, 1.5))  # slopes tried for ruled and squared lines
 LINE_TOLERANCE = (
     3  # a line may wander this many pixels (of the half-size copy) across its width (rotation, perspective)
@@ -99,28 +104,17 @@ def _as_uint8(values: np.ndarray, scale: float = 1.0) -> np.ndarray:
     return np.rint(np.clip(values * scale, 0, 255)).astype(np.uint8)
 
 
-# --- background, polarity and the paper -------------------------------------------
+# --- the paper, polarity and background --------------------------------------------
 
 
 def _odd(n: float) -> int:
     return max(3, int(round(n)) // 2 * 2 + 1)
 
 
-def paper_is_light(grey: np.ndarray) -> bool:
-    """Dark ink on light paper (True) or light ink on a dark background (False)?
-
-    Decided locally, so that neither a desk at the border nor a shadow over half the
-    sheet misleads: around each pixel the majority (the local median over 40 % of
-    the picture) is paper, and ink is what stands out from it. The ink's side is the
-    one with the larger strong deviations (the 99.9th percentile of each side: a
-    small digit on a sheet on a desk covers well under 1 % of the picture).
-    """
+def _small_copy(grey: np.ndarray) -> np.ndarray:
+    """A box-averaged copy at most `BACKGROUND_SIDE` on its longer side: ``(h, w)`` float32."""
     factor = max(1, math.ceil(max(grey.shape) / BACKGROUND_SIDE))
-    small = block_reduce(grey, factor, "mean")
-    local = ndimage.median_filter(small, size=_odd(0.4 * max(small.shape)), mode="nearest")
-    darker = float(np.percentile(local - small, 99.9))
-    lighter = float(np.percentile(small - local, 99.9))
-    return darker >= lighter
+    return block_reduce(grey.astype(np.float32), factor, "mean")
 
 
 def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
@@ -128,71 +122,110 @@ def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return np.asarray(resized, dtype=np.float32)
 
 
-def estimate_background(grey: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The paper's brightness under the ink, and the paper mask, both ``(H, W)``.
+def find_paper(grey: np.ndarray) -> np.ndarray:
+    """The sheet of paper, ``(H, W)`` bool: True everywhere unless a desk shows around the sheet.
 
-    `grey` is light paper with dark ink. The background is a grey closing of a small
-    copy (strokes narrower than `CLOSING` of the picture vanish, light gradients and
-    shadows stay), smoothed and scaled back up. The paper mask is all True unless a
-    region along the border is much darker than the paper and separated from it by a
-    sharp edge: a desk (a shadow darkens as much, but gradually).
+    Light multiplies: a shadow or uneven light scales the brightness of paper and desk
+    alike, so in *log* brightness it adds only a gentle slope, while the sheet's border
+    stays a step of the same height, log(paper / desk), however dark the shadow. So a
+    small copy is cut into regions along steep log-brightness edges (`_edge_regions`):
+    the lit and the shadowed part of one sheet stay one region. The sheet is the
+    brightest region covering at least `SHEET_MIN` of the picture. A region that
+    touches the frame is desk if, next to the sheet, it is darker than the paper just
+    across the edge by `DESK_RATIO` or more (compared there, so that a shadow darkens
+    both sides alike); together the desk must run along `DESK_BORDER` of the frame.
+    Everything else (the ink, a part of the sheet cut off by a stroke) is paper.
     """
-    factor = max(1, math.ceil(max(grey.shape) / BACKGROUND_SIDE))
-    small = block_reduce(grey.astype(np.float32), factor, "mean")  # (h, w), at most 128 on a side
-    size = _odd(CLOSING * max(small.shape))
-    closed = ndimage.grey_closing(small, size=(size, size))
-    paper = _paper_mask(small)
-    smooth = ndimage.uniform_filter(closed, size=3, mode="nearest")
-    background = np.maximum(_upsample(smooth, grey.shape), 1.0)
-    mask = _upsample(paper.astype(np.float32), grey.shape) > 0.5
-    return background, mask
+    whole = np.ones(grey.shape, dtype=bool)
+    small = _small_copy(grey)
+    if min(small.shape) < 3:
+        return whole  # too small to hold a sheet and a desk
+    log, regions = _edge_regions(small)
+    index = np.arange(1, regions.max() + 1)
+    areas = ndimage.sum_labels(np.ones_like(log), regions, index=index)
+    large = index[areas >= SHEET_MIN * log.size]
+    if large.size == 0:
+        return whole
+    sheet = regions == large[np.argmax(ndimage.median(log, regions, index=large))]
+    desk = _desk(log, regions, sheet)
+    if np.concatenate([desk[0], desk[-1], desk[:, 0], desk[:, -1]]).mean() < DESK_BORDER:
+        return whole  # no desk along the frame
+    # The edge between sheet and desk is a band about 4 small pixels wide: keep clear of it.
+    paper = ~ndimage.binary_dilation(desk, iterations=4)
+    return _upsample(paper.astype(np.float32), grey.shape) > 0.5
 
 
-def _paper_mask(small: np.ndarray) -> np.ndarray:
-    """True on the paper of a small copy; False on a desk around it.
+def _edge_regions(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(log brightness, regions) of a small copy ``(h, w)``: regions labelled 1.. between steep edges, 0 on them.
 
-    A light closing (by `PAPER_CLOSING` of the picture) erases most pen strokes but not
-    a strip of desk between the sheet and the frame; strokes it leaves are holes in
-    the sheet, and holes are filled.
+    A light closing by `PAPER_CLOSING` first erases most pen strokes and ruled lines
+    (not a strip of desk); an edge is where log brightness changes by more than
+    `EDGE_STEP` per pixel, widened by a pixel to close gaps.
     """
     size = _odd(PAPER_CLOSING * max(small.shape))
+    # Beyond the frame counts as dark, so that a strip of desk along it, however thin, is not closed.
+    closed = ndimage.grey_closing(np.pad(small, size), size=(size, size), mode="nearest")[size:-size, size:-size]
+    log = np.log1p(closed)  # (h, w)
+    steep = np.hypot(*np.gradient(log)) > EDGE_STEP  # (h, w): a step in brightness, not a slope
+    regions, _ = ndimage.label(~ndimage.binary_dilation(steep))
+    return log, regions
+
+
+def _desk(log: np.ndarray, regions: np.ndarray, sheet: np.ndarray) -> np.ndarray:
+    """The regions along the frame darker than the sheet next to them by `DESK_RATIO`: ``(h, w)`` bool."""
+    reach = max(2, round(DESK_REACH * max(log.shape)))
+    near_sheet = ndimage.binary_dilation(sheet, iterations=reach)
+    frame = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
+    desk = np.zeros(log.shape, dtype=bool)
+    for label in frame[(frame > 0) & (frame != regions[sheet][0])]:
+        region = regions == label
+        outer = region & near_sheet  # the region next to the sheet...
+        inner = sheet & ndimage.binary_dilation(region, iterations=reach)  # ...and the sheet next to it
+        if outer.any() and inner.any() and np.median(log[inner]) - np.median(log[outer]) >= -math.log(DESK_RATIO):
+            desk |= region
+    return desk
+
+
+def paper_is_light(grey: np.ndarray, paper: np.ndarray | None = None) -> bool:
+    """Dark ink on light paper (True) or light ink on a dark background (False)?
+
+    Around each pixel the majority (the local median over 40 % of the picture) is
+    paper, and ink is what stands out from it: the ink's side is the one with the
+    larger strong deviations (the 99.9th percentile of each side; a digit covers
+    more than 0.1 % of the paper). Judged on the paper only (`paper`, bool ``(H, W)``,
+    default everywhere): a desk around the sheet is replaced by the nearest paper
+    before the median, else a sheet's lit corner stands out from the dark desk like
+    light ink. In log brightness, so that a shadow, which scales ink and paper alike,
+    weakens neither.
+    """
+    small = _small_copy(grey)
+    log = np.log1p(small)  # (h, w)
+    inside = np.ones(small.shape, dtype=bool)
+    if paper is not None and not paper.all():
+        factor = max(1, math.ceil(max(grey.shape) / BACKGROUND_SIDE))
+        inside = block_reduce(paper.astype(np.float32), factor, "mean") > 0.99  # (h, w): wholly paper
+        if inside.any():
+            nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
+            log = log[tuple(nearest)]  # the desk takes the value of the nearest paper
+        else:
+            inside[:] = True
+    local = ndimage.median_filter(log, size=_odd(0.4 * max(small.shape)), mode="nearest")
+    darker = float(np.percentile((local - log)[inside], 99.9))
+    lighter = float(np.percentile((log - local)[inside], 99.9))
+    return darker >= lighter
+
+
+def estimate_background(grey: np.ndarray) -> np.ndarray:
+    """The paper's brightness under the ink, ``(H, W)`` float32, of light paper with dark ink.
+
+    A grey closing of a small copy: strokes narrower than `CLOSING` of the picture
+    vanish, light gradients and shadows stay. Smoothed and scaled back up.
+    """
+    small = _small_copy(grey)  # (h, w), at most 128 on a side
+    size = _odd(CLOSING * max(small.shape))
     closed = ndimage.grey_closing(small, size=(size, size))
-    whole = np.ones(closed.shape, dtype=bool)
-    values = closed.ravel()
-    if np.ptp(values) < MIN_CONTRAST:
-        return whole
-    threshold = _otsu(values)
-    bright = closed > threshold
-    labels, count = ndimage.label(bright)
-    if count == 0:
-        return whole
-    sizes = ndimage.sum_labels(bright, labels, index=np.arange(1, count + 1))
-    sheet = ndimage.binary_fill_holes(labels == 1 + int(np.argmax(sizes)))
-    outside = ~sheet
-    border = np.concatenate([outside[0], outside[-1], outside[:, 0], outside[:, -1]])
-    if border.mean() < DESK_BORDER or sheet.mean() < 0.15:
-        return whole  # no desk along the frame (a stroke touching it is no desk), or no sheet to speak of
-    paper_level, desk_level = float(np.median(closed[sheet])), float(np.median(closed[outside]))
-    if desk_level > DESK_RATIO * paper_level:
-        return whole
-    # A desk's edge is a step; a shadow's is a ramp. Measure the slope where the two meet.
-    slope = np.hypot(*np.gradient(ndimage.uniform_filter(closed, size=2)))
-    edge = sheet & ndimage.binary_dilation(outside)
-    if np.median(slope[edge]) < DESK_SHARPNESS * (paper_level - desk_level):
-        return whole
-    return ndimage.binary_erosion(sheet, iterations=2)  # stay clear of the sheet's blurred edge
-
-
-def _otsu(values: np.ndarray) -> float:
-    """Otsu's threshold: the level that best splits `values` into two classes."""
-    hist, edges = np.histogram(values, bins=128)
-    centres = (edges[:-1] + edges[1:]) / 2
-    weight = np.cumsum(hist)
-    mean = np.cumsum(hist * centres)
-    total, grand = weight[-1], mean[-1]
-    with np.errstate(divide="ignore", invalid="ignore"):
-        between = (grand * weight - mean * total) ** 2 / (weight * (total - weight))
-    return float(centres[int(np.nanargmax(between[:-1]))])
+    smooth = ndimage.uniform_filter(closed, size=3, mode="nearest")
+    return np.maximum(_upsample(smooth, grey.shape), 1.0)
 
 
 # --- lines and speckle ------------------------------------------------------------
@@ -385,9 +418,10 @@ def preprocess(
             steps,
         )
 
-    light = paper_is_light(grey)
+    paper = find_paper(grey)  # (H, W) bool: False on a desk around the sheet
+    light = paper_is_light(grey, paper)
     paper_grey = grey if light else 255.0 - grey  # from here on: dark ink on light paper
-    background, paper = estimate_background(paper_grey)
+    background = estimate_background(paper_grey)
     steps["background"] = _as_uint8(np.where(paper, background, 0.0))
     signed = (background - paper_grey) / background  # (H, W): 0 = paper, 1 = black ink
     noise = noise_level(signed[paper]) if paper.any() else 0.0
