@@ -41,13 +41,13 @@ from torch.utils.data import DataLoader
 
 from ..config import TrainConfig
 from ..data import mnist_loader, tensor_loader
-from ..devices import bf16_supported, describe, get_device, set_seed, synchronize
+from ..devices import bf16_supported, get_device, set_seed, synchronize
 from ..errors import InvalidParameterError, check_choice, check_int, check_optional_limit, check_positive_int
 from ..files import atomic_write, write_json
 from ..models import FastCNN, build_model, model_class
 from ..train import EpochRunner, evaluate, fit, loss_function, make_optimizer, schedule
 from . import GRAPH_OPTIMIZERS, Speed, is_convolutional
-from .decide import Decision, decide
+from .decide import Decision, decide, device_name
 from .fast_recipe import FastRun, summarize_fast, train_fast
 from .reference import reference_for, reference_loader, tutorial_epoch
 
@@ -489,7 +489,7 @@ def _result_line(r: ModelResult) -> str:
 def environment(device: torch.device) -> dict[str, Any]:
     """Where a benchmark ran: device name, torch version, threads, CPU, load."""
     return {
-        "device": describe(device),
+        "device": device_name(device),
         "device_type": device.type,
         "torch": torch.__version__,
         "threads": torch.get_num_threads(),
