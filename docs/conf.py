@@ -25,8 +25,8 @@ extensions = [
 ]
 
 # notebooks/ is a link to the repository's notebooks folder; smoke/ holds CI parameter files only.
-# sweep-*: results of `mnist-lab batch` sweeps that the README shows, not pages
-exclude_patterns = ["_build", "**/.ipynb_checkpoints", "notebooks/smoke", "sweep-*"]
+# sweep-*, bench-*: results of `mnist-lab batch` sweeps and `mnist-lab bench` runs that the README shows, not pages
+exclude_patterns = ["_build", "**/.ipynb_checkpoints", "notebooks/smoke", "sweep-*", "bench-*"]
 
 # The committed outputs are the real runs: show them, never execute anything.
 nb_execution_mode = "off"

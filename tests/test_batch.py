@@ -30,7 +30,8 @@ NOTEBOOKS = {
         [
             "import os\nfrom mnist_lab.notebook import save_metrics",
             'save_metrics(output_dir, "01_ok", test_acc=0.5 + epochs / 100, epochs=epochs, seconds=0.0, '
-            'device="cpu", cwd=os.getcwd(), lr=lr, omp=os.environ.get("OMP_NUM_THREADS"))',
+            'device="cpu", cwd=os.getcwd(), lr=lr, omp=os.environ.get("OMP_NUM_THREADS"), '
+            'trim=os.environ.get("MALLOC_TRIM_THRESHOLD_"))',
         ],
     ),
     "02_raises": ("epochs = 1  # passes\n", ['raise ValueError("bad value\\nsecond line")']),
@@ -48,6 +49,7 @@ NOTEBOOKS = {
 
 
 OMP_OUTSIDE = os.environ.get("OMP_NUM_THREADS")  # read before a Dask nanny sets it in this process
+TRIM_OUTSIDE = os.environ.get("MALLOC_TRIM_THRESHOLD_")
 MAIN = ["01_ok", "02_raises", "04_dies", "05_after"]  # 03_slow has its own test (a timeout costs seconds)
 
 # A second quick "ok" notebook (no torch import in its kernel) for the rerun tests.
@@ -109,6 +111,8 @@ def test_parameters_are_injected_and_metrics_collected(first_run):
     assert metrics["cwd"] == str(REPO)  # notebooks run in the repository root
     if OMP_OUTSIDE is None:  # Dask's nanny sets OMP_NUM_THREADS=1; the kernel must train on every core
         assert metrics["omp"] is None
+    if TRIM_OUTSIDE is None:  # ... and MALLOC_TRIM_THRESHOLD_=65536, which made every step re-fault its memory
+        assert metrics["trim"] is None
     executed = nbformat.read(out / "01_ok.ipynb", as_version=4)
     injected = [c for c in executed.cells if "injected-parameters" in c.metadata.get("tags", [])]
     # On the worker, output_dir is a scratch folder whose files travel back to DIR/01_ok.

@@ -472,7 +472,7 @@ def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] |
     samples = min(settings.limit or 60_000, 60_000)
     result = ModelResult(
         name, config.to_dict(), asdict(speed), tutorial, lab, samples,
-        f"{reference.tutorial}: {reference.loop}", decision.to_dict(),
+        f"{reference.tutorial}: {reference.loop}", {**decision.to_dict(), "cached": decision.cached},
     )  # fmt: skip
     if log:
         log(_result_line(result))

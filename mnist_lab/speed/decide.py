@@ -149,10 +149,10 @@ class Decision:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Decision:
-        """The inverse of `to_dict`, marked as cached."""
+        """The inverse of `to_dict`; cached unless `data` says otherwise (a bench report does)."""
         trials = [Trial(**t) for t in data["trials"]]
         names = {f.name for f in fields(cls)} - {"trials", "cached"}
-        return cls(trials=trials, cached=True, **{k: data[k] for k in names})
+        return cls(trials=trials, cached=data.get("cached", True), **{k: data[k] for k in names if k in data})
 
 
 # --- what to try, and where to keep the answer ----------------------------------------
