@@ -92,9 +92,10 @@ def test_every_candidate_starts_alike_and_the_choice_trains_within_the_noise():
     assert all(torch.equal(a, b) for a, b in zip(model.parameters(), before))  # trials train copies
     plain = decision.plain
     assert plain.switches == _switches() and plain.ok and 4 <= decision.steps <= 64
-    for trial in decision.trials:  # fp32 switches change the order of sums only; bf16 rounds, within the noise
-        if trial.ok and not trial.switches["amp"]:
-            assert trial.loss == pytest.approx(plain.loss, abs=1e-4)
+    for trial in decision.trials:  # fp32 switches change the order of sums only (other kernels round
+        if trial.ok and not trial.switches["amp"]:  # differently: 1.8e-4 seen on CI), far below the seed noise
+            assert trial.loss == pytest.approx(plain.loss, rel=1e-3)
+            assert abs(trial.loss - plain.loss) < decision.noise / 10
     chosen = next(t for t in decision.trials if t.switches == decision.chosen)
     assert abs(chosen.loss - plain.loss) <= decision.tolerance
     assert chosen is plain or decision.speedup(chosen) >= MARGIN
