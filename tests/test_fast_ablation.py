@@ -17,6 +17,7 @@ from mnist_lab.speed.fast_recipe import (
     AblationResult,
     FastRun,
     ablation_table,
+    fast_cnn_pool_last,
     fast_cnn_without_batchnorm,
     run_ablation,
 )
@@ -34,6 +35,33 @@ def test_fast_cnn_without_batchnorm_has_none_and_gets_conv_biases():
     assert model(torch.zeros(2, 1, 28, 28)).shape == (2, 10)
 
 
+def test_fast_cnn_pools_before_batchnorm_and_the_usual_order_is_the_same_function_in_eval_mode():
+    def block(model):
+        return [type(m).__name__ for m in model.features][:4]
+
+    assert block(FastCNN()) == ["Conv2d", "MaxPool2d", "BatchNorm2d", "ReLU"]
+    assert block(fast_cnn_pool_last()) == ["Conv2d", "BatchNorm2d", "ReLU", "MaxPool2d"]
+    torch.manual_seed(0)
+    first = FastCNN()
+    torch.manual_seed(0)
+    last = fast_cnn_pool_last()  # the same random draws: only the pooling moved
+    for a, b in zip(first.parameters(), last.parameters()):
+        assert torch.equal(a, b)
+    # With BatchNorm's batch statistics frozen (eval mode) and positive scales, BatchNorm is an increasing
+    # map per channel, so max-pooling commutes with it and with ReLU: the two orders compute one function.
+    for m in (m for net in (first, last) for m in net.modules()):
+        if isinstance(m, nn.BatchNorm2d):
+            with torch.no_grad():
+                m.running_mean.copy_(torch.linspace(-0.5, 0.5, m.num_features))
+                m.running_var.copy_(torch.linspace(0.5, 2.0, m.num_features))
+                m.weight.copy_(torch.linspace(0.2, 1.5, m.num_features))
+    x = torch.randn(8, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    torch.testing.assert_close(first.eval()(x), last.eval()(x))
+    # In training mode BatchNorm normalises with the batch's statistics, taken after pooling in one order and
+    # before it in the other: different networks.
+    assert not torch.allclose(first.train()(x), last.train()(x))
+
+
 def test_each_ablation_changes_exactly_one_ingredient():
     fields = {
         "one_cycle": ("schedule", "constant"),
@@ -45,8 +73,9 @@ def test_each_ablation_changes_exactly_one_ingredient():
     for name, ablation in ABLATIONS.items():
         variant = FAST_RECIPE.replace(**ablation.changes)  # validated like any recipe
         changed = {k for k, v in variant.to_dict().items() if FAST_RECIPE.to_dict()[k] != v}
-        if name == "batchnorm":
-            assert not changed and ablation.make_model is fast_cnn_without_batchnorm
+        if name in ("batchnorm", "pool_first"):
+            model_maker = {"batchnorm": fast_cnn_without_batchnorm, "pool_first": fast_cnn_pool_last}[name]
+            assert not changed and ablation.make_model is model_maker
         else:
             field, value = fields[name]
             assert changed == {field} and getattr(variant, field) == value and ablation.make_model is FastCNN

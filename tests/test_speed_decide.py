@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from mnist_lab.config import TrainConfig
-from mnist_lab.models import build_model
+from mnist_lab.models import FastCNN, build_model
 from mnist_lab.speed import Speed, decide
 from mnist_lab.speed.decide import MARGIN, Decision, Trial, _choose, cache_path, candidates
 
@@ -115,6 +115,14 @@ def test_the_decision_is_cached_and_a_damaged_cache_is_measured_again(monkeypatc
     cache_path().write_text("{ not json")
     measured = decide.decide(model, "cpu", SMALL)
     assert not measured.cached and json.loads(cache_path().read_text())[first.key]["chosen"] == measured.chosen
+
+
+def test_the_key_tells_the_layers_apart_not_only_the_class_and_size():
+    device = torch.device("cpu")
+    pooled_first, pooled_last = FastCNN(), FastCNN(pool_first=False)  # same class, same parameter count
+    key = decide.decision_key(pooled_first, device, SMALL)
+    assert key == decide.decision_key(FastCNN(), device, SMALL)  # another instance, other weights: same key
+    assert key != decide.decision_key(pooled_last, device, SMALL)
 
 
 @pytest.mark.slow

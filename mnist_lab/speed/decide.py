@@ -23,7 +23,7 @@ the 2-core AMD EPYC (torch 2.14.1) it made `cnn5x5`'s bfloat16 step slower
 (15.5 s against 7.9 s an epoch). Ask for it with ``Speed(compile=True)``.
 
 The decision is cached as JSON in ``$MNIST_LAB_CACHE`` (default
-``~/.cache/mnist_lab``), keyed by model, parameter count, device name, torch
+``~/.cache/mnist_lab``), keyed by model, parameter count, layers, device name, torch
 version, batch size, optimiser and thread count, so each machine measures once.
 A cache that cannot be read or written is ignored: the decision is then measured again.
 """
@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import copy
 import datetime as dt
+import hashlib
 import itertools
 import json
 import math
@@ -191,10 +192,11 @@ def device_name(device: torch.device) -> str:
 
 
 def decision_key(model: nn.Module, device: torch.device, config: TrainConfig) -> str:
-    """What a decision depends on: model, size, chip, torch version, batch size, optimiser."""
+    """What a decision depends on: model, its layers, chip, torch version, batch size, optimiser."""
     parameters = sum(p.numel() for p in model.parameters())
+    layers = hashlib.sha256(repr(model).encode()).hexdigest()[:8]  # the same class with its layers reordered differs
     return (
-        f"{type(model).__name__}|{parameters}|{device_name(device)}|torch {torch.__version__}|"
+        f"{type(model).__name__}|{parameters}|layers {layers}|{device_name(device)}|torch {torch.__version__}|"
         f"batch {config.batch_size}|{config.optimizer}"
     )
 
