@@ -62,8 +62,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         "train",
         help="train one model (defaults: its tutorial's recipe)",
         description="Train one model on MNIST. Every option left out takes the value of the model's "
-        "tutorial recipe (see `mnist-lab models`); the speed switches left out are the ones that pay "
-        "on the device (mnist_lab.speed.Speed.auto), as in the notebooks.",
+        "tutorial recipe (see `mnist-lab models`); the speed switches left out are the ones "
+        "measured to pay on this machine (mnist_lab.speed.Speed.auto, cached), as in the notebooks.",
     )
     p.add_argument("--model", required=True, help="model name (see `mnist-lab models`)")
     for field in dataclasses.fields(TrainConfig):
@@ -83,7 +83,7 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
                    "it is not this model's checkpoint (another model's, a link, a write-protected file)")  # fmt: skip
     for name in SPEED_SWITCHES:
         p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
-                       help=f"speed switch {name} (default: what pays on the device)")  # fmt: skip
+                       help=f"speed switch {name} (default: what Speed.auto measured to pay here)")  # fmt: skip
     p.add_argument("--compile", nargs="?", const=True, metavar="MODE", help="torch.compile the model (optional mode)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)

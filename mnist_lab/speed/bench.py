@@ -615,7 +615,8 @@ def run_fast(
 
 def _recipe_line(config: TrainConfig) -> str:
     return (
-        f"FastCNN, SGD lr {config.lr:g} Nesterov momentum {config.momentum:g}, weight decay {config.weight_decay:g}, "
+        "FastCNN (conv, max-pool, BatchNorm, ReLU blocks), "
+        f"SGD lr {config.lr:g} Nesterov momentum {config.momentum:g}, weight decay {config.weight_decay:g}, "
         f"batch {config.batch_size}, {config.epochs} epochs, {config.schedule} schedule, "
         f"label smoothing {config.label_smoothing:g}"
     )
