@@ -117,6 +117,19 @@ def test_the_decision_is_cached_and_a_damaged_cache_is_measured_again(monkeypatc
     assert not measured.cached and json.loads(cache_path().read_text())[first.key]["chosen"] == measured.chosen
 
 
+def test_measuring_leaves_the_global_random_state_as_it_was(monkeypatch, tmp_path):
+    # fit's caller seeds, builds the model, then asks Speed.auto: the numbers drawn next (shuffling,
+    # dropout) must not depend on whether the decision was cached or measured just now.
+    monkeypatch.setenv(decide.ENV_CACHE, str(tmp_path / "cache"))
+    model = build_model("convnet", seed=0)  # has dropout; the noise measurement reinitialises a copy
+    torch.manual_seed(123)
+    expected = torch.rand(4)
+    torch.manual_seed(123)
+    decision = decide.decide(model, "cpu", SMALL)
+    assert not decision.cached
+    assert torch.equal(torch.rand(4), expected)
+
+
 def test_the_key_tells_the_layers_apart_not_only_the_class_and_size():
     device = torch.device("cpu")
     pooled_first, pooled_last = FastCNN(), FastCNN(pool_first=False)  # same class, same parameter count

@@ -249,6 +249,22 @@ def decide(
             return Decision.from_dict(cached[key])
         except (KeyError, TypeError):  # an entry from another version of this file
             pass
+    with _random_state_kept(device):  # a seeded run draws the same numbers whether or not the cache had the answer
+        decision = _measured(model, device, config, key, data_dir)
+    if use_cache:
+        _write_cache(decision)
+    return decision
+
+
+def _random_state_kept(device: torch.device):
+    """Restore PyTorch's global random state (CPU, and the accelerator's) when the block ends."""
+    if device.type in ("cuda", "mps"):
+        return torch.random.fork_rng(devices=[device.index or 0], device_type=device.type)
+    return torch.random.fork_rng(devices=[])
+
+
+def _measured(model: nn.Module, device: torch.device, config: TrainConfig, key: str, data_dir) -> Decision:
+    """Time every candidate on the same real batches; the noise is a plain run from other initial weights."""
     images, labels = load_mnist("train", data_dir)
 
     def batches(steps: int) -> DeviceLoader:  # the same batches, in the same order, for every candidate
@@ -268,8 +284,6 @@ def decide(
     today = dt.date.today().isoformat()
     decision = Decision(key, device_name(device), trials[0].switches, trials, noise, steps, today, rounds)
     decision.chosen = _choose(decision)
-    if use_cache:
-        _write_cache(decision)
     return decision
 
 
