@@ -23,8 +23,8 @@ from mnist_lab.handwriting import (
     sample_paths,
 )
 from mnist_lab.handwriting.canvas import stroke_points
-from mnist_lab.handwriting.photos import CONDITIONS, HELD_OUT, TUNED, drawn_digit, make_photo, mnist_ink
-from mnist_lab.handwriting.pipeline import find_paper, paper_is_light
+from mnist_lab.handwriting.photos import CONDITIONS, HELD_OUT, SLANTED, TUNED, drawn_digit, make_photo, mnist_ink
+from mnist_lab.handwriting.pipeline import SHEET_EDGE, find_paper, paper_border, paper_is_light
 from mnist_lab.models import build_model
 from mnist_lab.plots import plot_digit_predictions, plot_preprocessing_steps
 from mnist_lab.train import fit
@@ -388,14 +388,25 @@ def test_figures():
 # --- phone photos: every condition, every refusal ---------------------------------
 
 
-def _reference(coverage: np.ndarray) -> torch.Tensor:
-    """The digit preprocessed from a perfect scan: the ink on white paper, nothing else."""
+def _reference(coverage: np.ndarray, angle: float = 0.0) -> torch.Tensor:
+    """The digit preprocessed from a perfect scan: the ink on white paper, nothing else (turned by `angle`°)."""
     padded = np.pad(coverage, 40)
+    if angle:
+        padded = np.clip(ndimage.rotate(padded, angle, reshape=True, order=1), 0.0, 1.0)
     return preprocess(Image.fromarray(np.rint(255 * (1 - padded)).astype(np.uint8)))[1]
 
 
 def _similarity(a: torch.Tensor, b: torch.Tensor) -> float:
     return float(np.corrcoef(a.numpy().ravel().astype(float), b.numpy().ravel().astype(float))[0, 1])
+
+
+# A slanted photo turns the digit (a sheet on a desk by up to 5°, the camera by up to 10°, plus the
+# perspective): it is compared with the scan turned by the angle that matches best.
+TURNS = range(-20, 21, 4)
+
+
+def _turned_similarity(digit: torch.Tensor, coverage: np.ndarray) -> float:
+    return max(_similarity(digit, _reference(coverage, angle)) for angle in TURNS)
 
 
 def _photo_sources(test_set) -> list[np.ndarray]:
@@ -409,26 +420,18 @@ def _photo_sources(test_set) -> list[np.ndarray]:
 def test_every_photo_condition_gives_back_the_clean_digit(condition, test_set):
     """Desk, shadow, ruled or squared paper, noise, low contrast, perspective, chalk: same digit as a scan.
 
-    Perspective and rotation change the digit's shape a little, so they get a lower bar.
+    A slanted photo is compared with the scan turned to match (`TURNS`).
     """
-    bar = 0.6 if condition == "perspective" else 0.75
     for seed, coverage in enumerate(_photo_sources(test_set)):
         _, digit = preprocess(make_photo(coverage, condition, seed=seed))
-        similarity = _similarity(digit, _reference(coverage))
-        assert similarity > bar, f"{condition}, photo {seed}: similarity {similarity:.2f}"
+        if condition in SLANTED:
+            similarity = _turned_similarity(digit, coverage)
+        else:
+            similarity = _similarity(digit, _reference(coverage))
+        assert similarity > 0.75, f"{condition}, photo {seed}: similarity {similarity:.2f}"
 
 
-HELD_OUT_FAILURE = pytest.mark.xfail(
-    strict=True,
-    reason="held out, first run after the desk_shadow fix and measured failing (README: 88 %, 8 % wrong with "
-    "p >= 0.9; 100 % before the fix): in photo 0 bits of the slanted sheet's edge stay inside the paper mask and "
-    "join the crop; not tuned on, to keep the held-out numbers honest; strict, so a fix shows up here",
-)
-
-
-@pytest.mark.parametrize(
-    "condition", [pytest.param(c, marks=HELD_OUT_FAILURE) if c == "tilted_desk_dim" else c for c in HELD_OUT]
-)
+@pytest.mark.parametrize("condition", HELD_OUT)
 @pytest.mark.slow
 def test_held_out_conditions_give_the_digit_or_a_refusal(condition, test_set):
     """Conditions kept out of tuning may fail, but never silently: a recognisable digit, or a refusal."""
@@ -441,8 +444,18 @@ def test_held_out_conditions_give_the_digit_or_a_refusal(condition, test_set):
         assert _similarity(digit, _reference(coverage)) > 0.5, f"{condition}, photo {seed}"
 
 
+# CONDITIONS as first measured, in order: a condition's index sets its photos' seeds, so new
+# conditions are appended and moving one between TUNED and HELD_OUT changes none of its photos.
+FIRST_CONDITIONS = (
+    "plain", "desk", "shadow", "ruled", "squared", "noise_jpeg", "low_contrast", "perspective", "chalkboard",
+    "desk_shadow", "speckle_blur", "dim_light", "desk_ruled_shadow", "tilted_desk_dim",
+)  # fmt: skip
+
+
 def test_conditions_split_into_tuned_and_held_out():
     assert set(TUNED) | set(HELD_OUT) == set(CONDITIONS) and not set(TUNED) & set(HELD_OUT)
+    assert len(CONDITIONS) == len(set(CONDITIONS))
+    assert CONDITIONS[: len(FIRST_CONDITIONS)] == FIRST_CONDITIONS
     with pytest.raises(ValueError, match="unknown condition"):
         make_photo(drawn_digit(1, np.random.default_rng(0)), "underwater", seed=0)
 
@@ -533,6 +546,66 @@ def test_a_desk_shadow_photo_is_read_right_not_confidently_wrong(small_cnn, test
     digits = [int(labels[i]) for i in (0, 1, 2)] + [4, 7]  # the digits of _photo_sources
     for source, seed in DESK_SHADOW_FAILURES:
         photo = make_photo(_photo_sources(test_set)[source], "desk_shadow", seed=seed)
+        reading = read_digit(small_cnn, photo)
+        assert reading.refusal is None and reading.digit == digits[source], (source, seed, reading.describe())
+
+
+def test_the_sheets_edge_is_the_paper_next_to_the_desk():
+    """`paper_border`: the band of paper within `SHEET_EDGE` pixels of the desk; nothing without a desk."""
+    assert not paper_border(np.ones((60, 40), dtype=bool)).any()
+    paper = np.zeros((60, 40), dtype=bool)
+    paper[10:50, 8:32] = True  # a sheet, the desk all round it
+    border = paper_border(paper)
+    assert not (border & ~paper).any()  # only paper...
+    distance = ndimage.distance_transform_cdt(paper, metric="chessboard")  # (60, 40): pixels to the desk
+    assert np.array_equal(border, paper & (distance <= SHEET_EDGE))  # ...exactly the band next to the desk
+
+
+def _sheet_on_desk_with_a_mark_at_its_edge() -> tuple[Image.Image, Image.Image]:
+    """A 7 on a sheet on a dark desk, without and with a dark mark running across the sheet's edge."""
+    photo = np.full((400, 300), 80.0)  # the desk
+    photo[40:360, 30:270] = 235.0  # the sheet
+    clean = np.minimum(photo, np.asarray(draw(SEVEN, width=20), dtype=np.float64))
+    marked = clean.copy()
+    marked[300:312, 20:70] = 80.0  # as dark as the desk, from the desk 40 pixels onto the sheet
+    return tuple(Image.fromarray(np.rint(p).astype(np.uint8)) for p in (clean, marked))
+
+
+def test_ink_at_the_sheets_edge_does_not_join_the_digit():
+    """What touches the sheet's edge next to a desk is that edge, not the digit (tilted_desk_dim's miss).
+
+    The paper mask keeps clear of the sheet's border, but a mark across it (here a strip
+    of desk-dark; in a slanted photo a sliver of the border's step) reaches inside the
+    mask: it was taken as a second piece of the digit and joined the crop.
+    """
+    clean, marked = _sheet_on_desk_with_a_mark_at_its_edge()
+    _, expected = preprocess(clean)
+    _, digit, steps = preprocess(marked, return_steps=True)
+    assert (steps["background"] == 0).mean() > 0.1  # the desk was found...
+    assert steps["cleaned"][300:312].max() > 100  # ...and part of the mark is inside the paper mask
+    assert _similarity(digit, expected) > 0.95
+
+
+# Photos of _photo_sources under "tilted_desk_dim" whose crop took in a sliver of the slanted
+# sheet's edge before the fix (turned similarity 0.2-0.6): (source, seed).
+TILTED_DESK_DIM_FAILURES = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]
+
+
+@pytest.mark.parametrize("source, seed", TILTED_DESK_DIM_FAILURES)
+def test_a_slanted_sheet_on_a_desk_in_dim_light_gives_the_digit(source, seed, test_set):
+    """tilted_desk_dim, held out in the second measurement: 88 % read, 8 % wrong with p >= 0.9."""
+    coverage = _photo_sources(test_set)[source]
+    _, digit = preprocess(make_photo(coverage, "tilted_desk_dim", seed=seed))
+    assert _turned_similarity(digit, coverage) > 0.75
+
+
+@pytest.mark.slow
+def test_a_tilted_desk_dim_photo_is_read_right_not_confidently_wrong(small_cnn, test_set):
+    """The photos whose crop took in the sheet's edge are read as their digit by a trained model."""
+    _, labels = test_set
+    digits = [int(labels[i]) for i in (0, 1, 2)] + [4, 7]  # the digits of _photo_sources
+    for source, seed in TILTED_DESK_DIM_FAILURES:
+        photo = make_photo(_photo_sources(test_set)[source], "tilted_desk_dim", seed=seed)
         reading = read_digit(small_cnn, photo)
         assert reading.refusal is None and reading.digit == digits[source], (source, seed, reading.describe())
 

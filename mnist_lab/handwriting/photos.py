@@ -12,6 +12,10 @@ measurement and failed there (52 %); it was then tuned on, so it is now in `TUNE
 `desk_ruled_shadow` (ruled paper on a desk, under a shadow) and `tilted_desk_dim`
 (a sheet on a desk, seen at a slant, in a dim room) were written before that tuning
 began and were not run until the final measurement: they are the held-out check of it.
+`tilted_desk_dim` missed there (88 %, 8 % wrong with p ≥ 0.9); it was then tuned on, so it
+is now in `TUNED`. `tilted_desk_shadow` (a sheet on a desk, at a slant, under a shadow) and
+`squared_desk_dim` (squared paper on a desk in a dim room) were written before that tuning
+began and were not run until the final measurement: they are the held-out check of it.
 The order of `CONDITIONS` sets each condition's seeds, so new conditions go at its end.
 
 Everything is deterministic given the seed. `scripts/make_photo_set.py` measures the
@@ -46,14 +50,25 @@ TUNED = (
     "perspective",
     "chalkboard",
     "desk_shadow",  # held out in the first measurement (failed at 52 %), then tuned on
+    "tilted_desk_dim",  # held out in the second measurement (88 %, 8 % wrong with p >= 0.9), then tuned on
 )
-HELD_OUT = ("speckle_blur", "dim_light", "desk_ruled_shadow", "tilted_desk_dim")
-CONDITIONS = TUNED + HELD_OUT  # the index of a condition sets its seeds: append new ones only
-ON_DESK = ("desk", "desk_shadow", "desk_ruled_shadow", "tilted_desk_dim")  # the sheet lies on a desk
-SHADOWED = ("shadow", "desk_shadow", "desk_ruled_shadow")
+HELD_OUT = ("speckle_blur", "dim_light", "desk_ruled_shadow", "tilted_desk_shadow", "squared_desk_dim")
+# The index of a condition here sets its seeds, so this order never changes: append new ones only.
+CONDITIONS = (
+    *TUNED[:-1],
+    "speckle_blur",
+    "dim_light",
+    "desk_ruled_shadow",
+    "tilted_desk_dim",
+    "tilted_desk_shadow",
+    "squared_desk_dim",
+)
+ON_DESK = ("desk", "desk_shadow", "desk_ruled_shadow", "tilted_desk_dim", "tilted_desk_shadow", "squared_desk_dim")
+SHADOWED = ("shadow", "desk_shadow", "desk_ruled_shadow", "tilted_desk_shadow")
 RULED = ("ruled", "desk_ruled_shadow")
-SLANTED = ("perspective", "tilted_desk_dim")  # rotated and seen at a slant
-DIM = ("dim_light", "tilted_desk_dim")
+SQUARED = ("squared", "squared_desk_dim")
+SLANTED = ("perspective", "tilted_desk_dim", "tilted_desk_shadow")  # rotated and seen at a slant
+DIM = ("dim_light", "tilted_desk_dim", "squared_desk_dim")
 
 
 def arc(cx: float, cy: float, rx: float, ry: float, start: float, end: float, n: int = 48) -> list[Point]:
@@ -268,8 +283,8 @@ def make_photo(coverage: np.ndarray, condition: str, seed: int) -> Image.Image:
     sheet = _blank(size, rng, level=(170, 200) if condition == "low_contrast" else (225, 250))
     if condition == "low_contrast":
         strength = rng.uniform(0.18, 0.3)  # a pencil, or a faded pen
-    if condition in RULED or condition == "squared":
-        _lines(sheet, rng, squared=condition == "squared")
+    if condition in RULED or condition in SQUARED:
+        _lines(sheet, rng, squared=condition in SQUARED)
     if condition == "chalkboard":  # light chalk on a dark green board: the polarity is reversed
         sheet.paper = np.broadcast_to(np.array([45.0, 70.0, 55.0]) * rng.uniform(0.8, 1.2), sheet.paper.shape).copy()
         sheet.ink_colour = np.array([235.0, 235.0, 230.0])

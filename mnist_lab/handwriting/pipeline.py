@@ -24,7 +24,9 @@ turns the photo into a clean map of ink, then repeats MNIST's steps:
    (ruled or squared paper, at angles up to ±9°) are found by a directional opening
    and subtracted; what lies outside the paper is dropped;
 5. **cropped**: to the ink, found by a two-level (hysteresis) threshold set from the
-   ink's contrast and the measured noise, ignoring specks and blobs at the border;
+   ink's contrast and the measured noise, ignoring specks, blobs at the picture's
+   border and any ink touching the edge of the sheet next to a desk (slivers of that
+   edge the paper mask, found on a small copy, did not cut off);
 6. **thickened** (only a very thin pen), **scaled** (longer side 20), **centred**
    (centre of mass at (14, 14) of 28×28), then normalised as the model was trained.
 
@@ -71,6 +73,7 @@ LOW, HIGH = 0.3, 0.6  # hysteresis: ink pixels above LOW×contrast, connected to
 FLOOR_LEVEL = 0.2  # below this fraction of the ink contrast a pixel becomes background (0)
 SPECK = 0.02  # blobs smaller than this fraction of the largest one are noise
 EDGE_BLOB = 0.15  # a blob touching the picture's edge and larger than this (of a side) is not the digit
+SHEET_EDGE = 3  # pixels (at WORK_SIDE): ink this close to the desk is the sheet's edge, not the digit
 MOST_OF_IMAGE = 0.75  # a "digit" whose box covers more than this fraction of the picture is refused
 MIN_DIGIT = 10  # pixels (at the working size): a smaller "digit" is refused as unreadable
 DIGIT_SIDE = 20  # MNIST: the longer side of the digit
@@ -290,14 +293,37 @@ def noise_level(values: np.ndarray) -> float:
 # --- finding the one digit --------------------------------------------------------
 
 
-def _digit_mask(ink: np.ndarray, contrast: float, noise: float, name: str, steps: Steps) -> np.ndarray:
-    """The pixels of the one digit in the cleaned ink map, or a refusal."""
+def paper_border(paper: np.ndarray) -> np.ndarray:
+    """The sheet's own edge, ``(H, W)`` bool: paper pixels within `SHEET_EDGE` pixels of the desk.
+
+    Empty when the whole picture is paper. The desk mask follows the sheet's border only
+    to a few pixels (it is found on a small copy), so at a slanted border, and most at its
+    corners, slivers of the border's bright-to-dark step stay on the paper side and look
+    like ink there. Ink written on the sheet does not reach its very edge.
+    """
+    desk = ~paper
+    if not desk.any():
+        return np.zeros(paper.shape, dtype=bool)
+    return paper & ndimage.binary_dilation(desk, structure=np.ones((3, 3)), iterations=SHEET_EDGE)
+
+
+def _digit_mask(
+    ink: np.ndarray, contrast: float, noise: float, name: str, steps: Steps, paper: np.ndarray | None = None
+) -> np.ndarray:
+    """The pixels of the one digit in the cleaned ink map, or a refusal.
+
+    Blobs touching the picture's edge (when large) or the sheet's edge next to a desk
+    (`paper_border`, any size) are not the digit; they only matter for the refusals.
+    """
     low = max(LOW * contrast, 3.0 * noise)
     high = max(HIGH * contrast, 5.0 * noise)
     labels, count = ndimage.label(ink > low, structure=np.ones((3, 3)))  # 8-connected blobs
     strong = np.unique(labels[(ink > high) & (labels > 0)])
     boxes = ndimage.find_objects(labels)
-    areas = ndimage.sum_labels(np.ones_like(ink), labels, index=np.arange(1, count + 1))
+    index = np.arange(1, count + 1)
+    areas = ndimage.sum_labels(np.ones_like(ink), labels, index=index)
+    border = paper_border(paper) if paper is not None else np.zeros(ink.shape, dtype=bool)
+    on_sheet_edge = ndimage.maximum(border, labels, index=index) if count else np.zeros(0)  # (count,)
     h, w = ink.shape
     blobs = []  # (label, area, top, bottom, left, right), bottom/right inclusive
     for label in strong:
@@ -307,10 +333,10 @@ def _digit_mask(ink: np.ndarray, contrast: float, noise: float, name: str, steps
     blobs = [b for b in blobs if b[1] >= SPECK * largest]
     inside, at_edge = [], []
     for blob in blobs:
-        _, _, top, bottom, left, right = blob
+        label, _, top, bottom, left, right = blob
         touches = top == 0 or left == 0 or bottom == h - 1 or right == w - 1
         big = max(bottom - top + 1, right - left + 1) >= EDGE_BLOB * min(h, w)
-        (at_edge if touches and big else inside).append(blob)
+        (at_edge if (touches and big) or on_sheet_edge[label - 1] else inside).append(blob)
     if not inside:
         raise _refuse(
             f"In {name} the only ink found touches the edge of the picture ({len(at_edge)} "
@@ -445,7 +471,7 @@ def preprocess(
             "Take the photo in brighter light, hold still, and use a thick dark pen.",
             steps,
         )
-    keep = _digit_mask(ink, contrast, noise, name, steps)  # (H, W) bool, or a refusal
+    keep = _digit_mask(ink, contrast, noise, name, steps, paper)  # (H, W) bool, or a refusal
     near = ndimage.binary_dilation(keep, iterations=2)  # keep the anti-aliased rim of the strokes
     rows, cols = np.nonzero(keep.any(axis=1))[0], np.nonzero(keep.any(axis=0))[0]
     box = (slice(rows[0], rows[-1] + 1), slice(cols[0], cols[-1] + 1))
