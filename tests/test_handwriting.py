@@ -539,15 +539,20 @@ def test_a_sheet_on_a_desk_under_a_shadow_gives_the_digit(source, seed, test_set
     assert (steps["background"] > 0).mean() > 0.3  # ...and the sheet, shadowed part included, kept
 
 
+def _assert_read_right(model, test_set, condition: str, failures: list[tuple[int, int]]) -> None:
+    """Each (source, seed) photo of _photo_sources under `condition` is read, not refused, as its digit."""
+    _, labels = test_set
+    digits = [int(labels[i]) for i in (0, 1, 2)] + [4, 7]  # the digits of _photo_sources
+    for source, seed in failures:
+        photo = make_photo(_photo_sources(test_set)[source], condition, seed=seed)
+        reading = read_digit(model, photo)
+        assert reading.refusal is None and reading.digit == digits[source], (source, seed, reading.describe())
+
+
 @pytest.mark.slow
 def test_a_desk_shadow_photo_is_read_right_not_confidently_wrong(small_cnn, test_set):
     """The photos the first pipeline failed on are read as their digit by a trained model."""
-    _, labels = test_set
-    digits = [int(labels[i]) for i in (0, 1, 2)] + [4, 7]  # the digits of _photo_sources
-    for source, seed in DESK_SHADOW_FAILURES:
-        photo = make_photo(_photo_sources(test_set)[source], "desk_shadow", seed=seed)
-        reading = read_digit(small_cnn, photo)
-        assert reading.refusal is None and reading.digit == digits[source], (source, seed, reading.describe())
+    _assert_read_right(small_cnn, test_set, "desk_shadow", DESK_SHADOW_FAILURES)
 
 
 def test_the_sheets_edge_is_the_paper_next_to_the_desk():
@@ -602,12 +607,7 @@ def test_a_slanted_sheet_on_a_desk_in_dim_light_gives_the_digit(source, seed, te
 @pytest.mark.slow
 def test_a_tilted_desk_dim_photo_is_read_right_not_confidently_wrong(small_cnn, test_set):
     """The photos whose crop took in the sheet's edge are read as their digit by a trained model."""
-    _, labels = test_set
-    digits = [int(labels[i]) for i in (0, 1, 2)] + [4, 7]  # the digits of _photo_sources
-    for source, seed in TILTED_DESK_DIM_FAILURES:
-        photo = make_photo(_photo_sources(test_set)[source], "tilted_desk_dim", seed=seed)
-        reading = read_digit(small_cnn, photo)
-        assert reading.refusal is None and reading.digit == digits[source], (source, seed, reading.describe())
+    _assert_read_right(small_cnn, test_set, "tilted_desk_dim", TILTED_DESK_DIM_FAILURES)
 
 
 def test_ruled_lines_do_not_join_the_digit():

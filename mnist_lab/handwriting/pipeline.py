@@ -308,7 +308,7 @@ def paper_border(paper: np.ndarray) -> np.ndarray:
 
 
 def _digit_mask(
-    ink: np.ndarray, contrast: float, noise: float, name: str, steps: Steps, paper: np.ndarray | None = None
+    ink: np.ndarray, contrast: float, noise: float, name: str, steps: Steps, paper: np.ndarray
 ) -> np.ndarray:
     """The pixels of the one digit in the cleaned ink map, or a refusal.
 
@@ -322,8 +322,7 @@ def _digit_mask(
     boxes = ndimage.find_objects(labels)
     index = np.arange(1, count + 1)
     areas = ndimage.sum_labels(np.ones_like(ink), labels, index=index)
-    border = paper_border(paper) if paper is not None else np.zeros(ink.shape, dtype=bool)
-    on_sheet_edge = ndimage.maximum(border, labels, index=index) if count else np.zeros(0)  # (count,)
+    on_sheet_edge = ndimage.maximum(paper_border(paper), labels, index=index) if count else np.zeros(0)  # (count,)
     h, w = ink.shape
     blobs = []  # (label, area, top, bottom, left, right), bottom/right inclusive
     for label in strong:
