@@ -51,7 +51,7 @@ TRAIN_HELP = {
     "drop_last": "drop the last, smaller training batch of each epoch",
     "validation": "hold out the last N training images (never trained on), evaluated every epoch",
 }
-SPEED_SWITCHES = ("amp", "channels_last", "cuda_graph", "fused")
+SPEED_SWITCHES = ("amp", "channels_last", "cuda_graph", "fused", "pool_first")
 
 
 # --- train -------------------------------------------------------------------------------

@@ -11,11 +11,14 @@ import math
 
 import pytest
 import torch
+from torch import nn
 
 from mnist_lab.config import TrainConfig
+from mnist_lab.data import DeviceLoader
 from mnist_lab.models import FastCNN, build_model
-from mnist_lab.speed import Speed, decide
+from mnist_lab.speed import Speed, decide, pool_before_relu, relu_pool_pairs
 from mnist_lab.speed.decide import MARGIN, Decision, Trial, _choose, cache_path, candidates
+from mnist_lab.train import loss_function, make_optimizer
 
 SMALL = TrainConfig(batch_size=32)  # a small batch keeps each trial short
 
@@ -52,6 +55,45 @@ def test_nothing_pays_or_nothing_runs_means_the_plain_loop():
     assert _choose(_decision(plain_failed, Trial(_switches(amp=True), 0.001, 1.0))) == plain_failed.switches
 
 
+def _trained(name: str, speed: Speed, steps: int = 6) -> list[torch.Tensor]:
+    """`name`'s parameters after `steps` steps of its recipe's optimiser on the same random batches."""
+    model = build_model(name, seed=0)
+    generator = torch.Generator().manual_seed(1)
+    images = torch.randint(0, 256, (steps * 16, 1, 28, 28), dtype=torch.uint8, generator=generator)
+    labels = torch.randint(0, 10, (steps * 16,), generator=generator)
+    loader = DeviceLoader(images, labels, batch_size=16, seed=0)
+    config = model.RECIPE
+    run = speed.prepare(model, make_optimizer(model, config), loss_function(model, 0.0), loader)
+    torch.manual_seed(0)  # the same dropout masks with and without the rewrite
+    run(lambda batches: batches)
+    return [p.detach().clone() for p in model.parameters()]
+
+
+@pytest.mark.parametrize("name", ["keras_cnn", "cnn5x5", "examples_cnn"])
+@pytest.mark.parametrize("others", [{}, {"amp": True, "channels_last": True}])
+def test_pooling_before_relu_trains_bit_for_bit_the_same(name, others):
+    usual = _trained(name, Speed(**others))
+    pooled_first = _trained(name, Speed(pool_first=True, **others))
+    assert all(torch.equal(a, b) for a, b in zip(usual, pooled_first, strict=True))
+
+
+def test_pool_before_relu_swaps_only_relu_then_max_pool_and_keeps_the_state_dict():
+    model = build_model("cnn5x5", seed=0)
+    keys, x = list(model.state_dict()), torch.randn(8, 1, 28, 28)
+    expected = model(x)
+    assert len(relu_pool_pairs(model)) == 2
+    pool_before_relu(model)
+    layers = [type(m).__name__ for m in model.features]
+    assert layers[:6] == ["Conv2d", "MaxPool2d", "ReLU", "Conv2d", "MaxPool2d", "ReLU"]
+    assert list(model.state_dict()) == keys and torch.equal(model(x), expected)
+    assert relu_pool_pairs(model) == []  # nothing left to swap: applying it twice changes nothing
+    not_a_pair = nn.Sequential(
+        nn.ReLU(), nn.Dropout(), nn.MaxPool2d(2), nn.ReLU(), nn.MaxPool2d(2, return_indices=True)
+    )
+    assert relu_pool_pairs(not_a_pair) == []  # not adjacent; a pool that also returns indices
+    assert relu_pool_pairs(build_model("convnet")) == [] and relu_pool_pairs(FastCNN()) == []  # they pool first
+
+
 def test_candidates_are_the_switches_that_apply(monkeypatch):
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     monkeypatch.setattr(decide, "bf16_supported", lambda device: False)
@@ -62,6 +104,9 @@ def test_candidates_are_the_switches_that_apply(monkeypatch):
     cnn = candidates(build_model("convnet"), cpu, TrainConfig())
     assert len(cnn) == 8 and len({json.dumps(c, sort_keys=True) for c in cnn}) == 8
     assert not any(c["cuda_graph"] for c in cnn)
+    assert not any(c["pool_first"] for c in cnn)  # T1 pools before its ReLU already
+    keras = candidates(build_model("keras_cnn"), cpu, TrainConfig())  # conv → ReLU → max-pool: pool_first applies
+    assert len(keras) == 16 and sum(c["pool_first"] for c in keras) == 8
     on_gpu = candidates(build_model("convnet"), cuda, TrainConfig())  # make_optimizer fuses there already
     assert len(on_gpu) == 8 and any(c["cuda_graph"] for c in on_gpu) and not any(c["fused"] for c in on_gpu)
 

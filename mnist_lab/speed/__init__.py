@@ -12,6 +12,9 @@ that object. Its switches:
 - ``compile``: torch.compile (``True`` or a mode such as ``"reduce-overhead"``).
 - ``cuda_graph``: record the whole training step as one CUDA graph and replay it
   (`mnist_lab.speed.cuda_graph`): CUDA, a `DeviceLoader`, SGD or Adam.
+- ``pool_first``: where a ReLU feeds a max-pool (conv → ReLU → pool, as T0 and T4
+  write their CNNs), pool first (`pool_before_relu`): the same function and gradients,
+  ReLU on a quarter of the values.
 
 `Speed.auto(model, device)` turns on what pays *on this machine*: it times a few
 training steps with each combination of the switches that apply and keeps the
@@ -53,9 +56,11 @@ class Speed:
     compile: bool | str = False
     cuda_graph: bool = False
     fused: bool = False
+    pool_first: bool = False
 
     def __post_init__(self) -> None:
         check_bool("fused", self.fused)
+        check_bool("pool_first", self.pool_first)
         check_bool("amp", self.amp)
         check_bool("channels_last", self.channels_last)
         check_bool("cuda_graph", self.cuda_graph)
@@ -104,12 +109,39 @@ class Speed:
                 group.update(fused=True, foreach=False)
         if self.channels_last:
             model.to(memory_format=torch.channels_last)
+        if self.pool_first:
+            pool_before_relu(model)
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # time the algorithms once per shape, keep the fastest
         if self.cuda_graph:
             return _graphed_epochs(model, optimizer, loss_fn, loader, self.amp, lr, start_epoch)
         runner = compiled(model, self.compile) if self.compile else model
         return plain_epochs(runner, optimizer, loss_fn, loader, lr, start_epoch, amp=self.amp)
+
+
+def relu_pool_pairs(model: nn.Module) -> list[tuple[nn.Sequential, int]]:
+    """Each ReLU directly followed by a max-pool inside an ``nn.Sequential``: (container, index of the ReLU)."""
+    return [
+        (seq, i)
+        for seq in model.modules()
+        if isinstance(seq, nn.Sequential)
+        for i in range(len(seq) - 1)
+        if isinstance(seq[i], nn.ReLU) and isinstance(seq[i + 1], nn.MaxPool2d) and not seq[i + 1].return_indices
+    ]
+
+
+def pool_before_relu(model: nn.Module) -> None:
+    """Turn every ReLU → max-pool pair of `model` into max-pool → ReLU, in place.
+
+    The same function, bit for bit, and the same gradients: a window's maximum after
+    ReLU is ReLU of its maximum (ReLU never reorders values), and the gradient reaches
+    the same element (the first largest one) or, where the maximum is ≤ 0, no element.
+    ReLU then runs, forward and backward, on the pooled maps: a quarter of the values
+    after a 2×2 pool. Neither layer holds parameters, so the state dict keeps its keys;
+    ``print(model)`` shows the new order.
+    """
+    for seq, i in relu_pool_pairs(model):
+        seq[i], seq[i + 1] = seq[i + 1], seq[i]
 
 
 def _graphed_epochs(model, optimizer, loss_fn, loader, amp, lr, start_epoch) -> EpochRunner:

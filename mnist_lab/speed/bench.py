@@ -80,11 +80,15 @@ class Step:
     amp: bool = False
     compile: bool | str = False
     cuda_graph: bool = False
+    pool_first: bool = False  # only the tuned rung: where Speed.auto measured it to pay
 
     @property
     def speed(self) -> Speed:
         """This rung's speed switches, as `fit` takes them."""
-        return Speed(amp=self.amp, channels_last=self.channels_last, compile=self.compile, cuda_graph=self.cuda_graph)
+        return Speed(
+            amp=self.amp, channels_last=self.channels_last, compile=self.compile, cuda_graph=self.cuda_graph,
+            pool_first=self.pool_first,
+        )  # fmt: skip
 
 
 # (name, title, change): each rung is the one before it plus one change.

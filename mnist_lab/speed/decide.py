@@ -15,6 +15,7 @@ Candidates, in every combination that applies (`candidates`):
 - ``fused``: the optimiser's one-kernel update (SGD, Adam). `make_optimizer` uses it
   on CUDA already, so it is a candidate only elsewhere.
 - ``channels_last``: CNNs only.
+- ``pool_first``: models with a ReLU → max-pool pair (`pool_before_relu`).
 - ``amp``: bfloat16 autocast, only where the device computes in bfloat16 natively.
 - ``cuda_graph``: on CUDA, for SGD and Adam recipes.
 
@@ -53,7 +54,7 @@ from ..devices import bf16_supported, synchronize
 from ..errors import MnistLabError
 from ..files import write_json
 from ..train import loss_function, make_optimizer, schedule
-from . import GRAPH_OPTIMIZERS, Speed, is_convolutional
+from . import GRAPH_OPTIMIZERS, Speed, is_convolutional, relu_pool_pairs
 
 MARGIN = 1.10  # a combination is chosen only if at least 10 % faster per step than the plain loop
 TIMED_EPOCH_SECONDS = 0.25  # each candidate's timed epoch lasts about this long ...
@@ -63,7 +64,7 @@ LONG_EPOCH_SECONDS = 1.0  # ... unless one timed epoch is this long (AlexNet on 
 INTERLEAVE_BYTES = 2**30  # interleave when every candidate's copy fits in this much; else one after the other
 ENV_CACHE = "MNIST_LAB_CACHE"
 CACHE_FILE = "speed-decisions.json"
-SWITCHES = ("fused", "channels_last", "amp", "cuda_graph")
+SWITCHES = ("fused", "channels_last", "pool_first", "amp", "cuda_graph")
 
 
 @dataclass
@@ -159,20 +160,28 @@ class Decision:
 # --- what to try, and where to keep the answer ----------------------------------------
 
 
-def candidates(model: nn.Module, device: torch.device, config: TrainConfig) -> list[dict[str, bool]]:
-    """Every combination of the switches that apply to `model` on `device`; the plain loop first."""
+def applicable_switches(model: nn.Module, device: torch.device, config: TrainConfig) -> list[str]:
+    """The switches that can change anything for `model` on `device` with `config`."""
     applicable = []
     fusable = config.optimizer in GRAPH_OPTIMIZERS
     if fusable and device.type == "cpu":  # CUDA: make_optimizer fuses already; MPS has no fused kernels
         applicable.append("fused")
     if is_convolutional(model):
         applicable.append("channels_last")
+    if relu_pool_pairs(model):
+        applicable.append("pool_first")
     if bf16_supported(device):
         applicable.append("amp")
     if fusable and device.type == "cuda":
         applicable.append("cuda_graph")
-    combos = itertools.product((False, True), repeat=len(applicable))
-    return [{name: name in applicable and on[applicable.index(name)] for name in SWITCHES} for on in combos]
+    return applicable
+
+
+def candidates(model: nn.Module, device: torch.device, config: TrainConfig) -> list[dict[str, bool]]:
+    """Every combination of the switches that apply to `model` on `device`; the plain loop first."""
+    names = applicable_switches(model, device, config)
+    combos = itertools.product((False, True), repeat=len(names))
+    return [{name: name in names and on[names.index(name)] for name in SWITCHES} for on in combos]
 
 
 def device_name(device: torch.device) -> str:
@@ -192,12 +201,12 @@ def device_name(device: torch.device) -> str:
 
 
 def decision_key(model: nn.Module, device: torch.device, config: TrainConfig) -> str:
-    """What a decision depends on: model, its layers, chip, torch version, batch size, optimiser."""
+    """What a decision depends on: model, its layers, chip, torch version, batch size, optimiser, candidates."""
     parameters = sum(p.numel() for p in model.parameters())
     layers = hashlib.sha256(repr(model).encode()).hexdigest()[:8]  # the same class with its layers reordered differs
     return (
         f"{type(model).__name__}|{parameters}|layers {layers}|{device_name(device)}|torch {torch.__version__}|"
-        f"batch {config.batch_size}|{config.optimizer}"
+        f"batch {config.batch_size}|{config.optimizer}|tried {','.join(applicable_switches(model, device, config))}"
     )
 
 
