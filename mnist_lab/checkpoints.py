@@ -1,15 +1,10 @@
 """Checkpoints: save a model (and its optimiser, history and random state) atomically; load it back.
 
-Every load uses ``weights_only=True`` (a checkpoint cannot run code), and every
-problem is said in words: a missing, unreadable or truncated file, a file that is not
-a PyTorch file, a whole pickled model, a file from another program or version, a
-checkpoint of another model.
-
-Before training, `check_checkpoint_target` refuses a checkpoint path that holds
-anything but an earlier run of the same model (another model's checkpoint, a data
-file, a folder, a link) unless the caller asks to ``overwrite``; with ``resume``,
-`resume_from` refuses a checkpoint it cannot continue exactly (weights only, another
-optimiser, other batches or pixels, more epochs than asked for).
+Every load uses ``weights_only=True`` (a checkpoint cannot run code), and every problem
+is said in words: a missing, unreadable or truncated file, not a PyTorch file, a whole
+pickled model, a file of another program, version or model. Before training,
+`check_checkpoint_target` guards the path and `resume_from` refuses a checkpoint it
+cannot continue exactly.
 """
 
 from __future__ import annotations
@@ -37,6 +32,7 @@ PICKLE_PROTOCOL_2 = b"\x80\x02"  # the start of the older, pre-zip torch.save fo
 # samples each step sees, what the pixels are, and what the optimiser keeps.
 SAME_TO_RESUME = ("optimizer", "batch_size", "normalize", "shuffle", "seed", "limit", "drop_last", "schedule")
 START_OVER = "start over: --overwrite instead of --resume (overwrite=True, resume=False)"
+NO_PATH = "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
 OPTIMIZER_KEYS = {"sgd": "momentum", "adam": "betas", "adadelta": "rho"}  # a setting only that optimiser has
 
 
@@ -205,9 +201,7 @@ def check_checkpoint_target(
     """
     if path is None:
         if resume:
-            raise InvalidParameterError(
-                "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
-            )
+            raise InvalidParameterError(NO_PATH)
         return
     path = check_target(path, overwrite=overwrite)
     if overwrite or resume or not path.exists():
@@ -259,9 +253,7 @@ def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) 
     epochs than `config.epochs`.
     """
     if path is None:
-        raise InvalidParameterError(
-            "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
-        )
+        raise InvalidParameterError(NO_PATH)
     if not Path(path).is_file():
         if log is not None:
             log(f"No checkpoint at {path} yet: starting from epoch 1.")

@@ -1,10 +1,8 @@
 """MNIST: finding it, verifying it, and serving it fast.
 
-Where the files come from, in order:
-
-1. the folder passed as ``data_dir`` (if any), else
-2. the folder named by the environment variable ``MNIST_LAB_DATA`` (if set), then
-3. ``data/`` at the repository root (git-ignored), where downloads land.
+Where the files come from, in order: the folder passed as ``data_dir`` (if any), else
+the folder named by the environment variable ``MNIST_LAB_DATA`` (if set), then
+``data/`` at the repository root (git-ignored), where downloads land.
 
 Each folder may hold the four IDX files raw or gzip'd, directly or under
 ``MNIST/raw/`` (torchvision's layout). Every file is verified by the SHA-256 of its
@@ -48,8 +46,8 @@ FILES: dict[str, str] = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-# Their sizes in bytes (header + pixels or labels): reading stops one byte past these,
-# so a crafted .gz that inflates to gigabytes is refused after reading only this much.
+# Sizes in bytes (header + pixels or labels): reading stops one byte past these, so a
+# crafted .gz that inflates to gigabytes is refused after reading only this much.
 SIZES: dict[str, int] = {
     "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
     "train-labels-idx1-ubyte": 8 + 60_000,
@@ -60,17 +58,13 @@ SPLITS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
 ENV_DATA = "MNIST_LAB_DATA"
 ENV_OFFLINE = "MNIST_LAB_OFFLINE"
+REFETCH = "it was left as it is. Delete it and copy or download MNIST again (`mnist-lab data --download`)."
 
 
 def default_data_root() -> Path:
-    """The writable home of MNIST: ``data/`` at the repository root.
-
-    When the package is installed outside a checkout, ``~/.cache/mnist_lab``.
-    """
+    """The writable home of MNIST: ``data/`` at the repository root (outside a checkout ``~/.cache/mnist_lab``)."""
     repo = Path(__file__).resolve().parents[1]
     if (repo / "pyproject.toml").exists():
         return repo / "data"
@@ -90,10 +84,7 @@ def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
         env = os.environ.get(ENV_DATA)
         roots = [_check_root(Path(env).expanduser(), f"{ENV_DATA}={env}", must_exist=True)] if env else []
         roots.append(default_data_root())
-    dirs: list[Path] = []
-    for root in roots:
-        dirs += [root, root / "MNIST" / "raw"]
-    return dirs
+    return [folder for root in roots for folder in (root, root / "MNIST" / "raw")]
 
 
 def _check_root(root: Path, named: str, must_exist: bool) -> Path:
@@ -145,10 +136,7 @@ def _read_bytes(path: Path) -> bytes:
     """The raw IDX bytes of `path`, decompressing ``.gz``; at most one byte more than MNIST's size."""
     limit = SIZES.get(_base(path), -2) + 1  # one byte more than expected shows the file is too long
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read(limit)
-        with open(path, "rb") as handle:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
             return handle.read(limit)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(
@@ -167,16 +155,13 @@ def _verified_bytes(name: str, path: Path) -> bytes:
     if len(data) > SIZES[name]:
         raise ChecksumError(
             f"{path} is longer than the MNIST file {name} ({SIZES[name]:,} bytes, decompressed); reading stopped. "
-            "The file is not MNIST; it was left as it is. Delete it and copy or "
-            "download MNIST again (`mnist-lab data --download`)."
+            f"The file is not MNIST; {REFETCH}"
         )
     actual = hashlib.sha256(data).hexdigest()
     if actual != FILES[name]:
         raise ChecksumError(
             f"{path} is not the MNIST file {name}: its SHA-256 is {actual}, expected "
-            f"{FILES[name]} (of the decompressed bytes). The file is corrupt or truncated; "
-            "it was left as it is. Delete it and copy or download MNIST again "
-            "(`mnist-lab data --download`)."
+            f"{FILES[name]} (of the decompressed bytes). The file is corrupt or truncated; {REFETCH}"
         )
     return data
 
@@ -184,8 +169,7 @@ def _verified_bytes(name: str, path: Path) -> bytes:
 def find_files(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """The MNIST files present in the searched folders, ``{name: path}``, without downloading or verifying."""
     dirs = search_dirs(data_dir)
-    found = {name: _find(name, dirs) for name in FILES}
-    return {name: path for name, path in found.items() if path is not None}
+    return {name: path for name in FILES if (path := _find(name, dirs)) is not None}
 
 
 def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
@@ -200,24 +184,20 @@ def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
     )
 
 
-def _downloads_allowed(download: bool | None) -> bool:
-    if download is not None:
-        return download
-    return os.environ.get(ENV_OFFLINE, "").lower() not in {"1", "true", "yes"}
-
-
 def locate(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> dict[str, Path]:
     """Find all four MNIST files (downloading them if allowed and missing).
 
     Returns ``{name: path}``. Raises `DataNotFoundError` naming the missing files and
     every folder searched. Does not verify checksums; `load_mnist` does.
     """
-    dirs = search_dirs(data_dir)
-    found = {name: _find(name, dirs) for name in FILES}
-    missing = [name for name, path in found.items() if path is None]
+    found = find_files(data_dir)
+    missing = [name for name in FILES if name not in found]
     if not missing:
-        return {name: path for name, path in found.items() if path is not None}
-    if not _downloads_allowed(download):
+        return found
+    dirs = search_dirs(data_dir)
+    if download is None:
+        download = os.environ.get(ENV_OFFLINE, "").lower() not in {"1", "true", "yes"}
+    if not download:
         raise DataNotFoundError(_missing_message(missing, dirs, " Downloads are off."))
     target = (Path(data_dir) if data_dir is not None else default_data_root()) / "MNIST" / "raw"
     download_mnist(target, missing, dirs)
@@ -417,12 +397,9 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.normalize = normalize
         self.drop_last = drop_last
-        shift, scale = NORMALIZATIONS[normalize]
-        self._mul, self._sub = 1.0 / (255.0 * scale), shift / scale
         # MPS has no generator of its own in every torch version: draw on the CPU there.
         gen_device = self.device if self.device.type in ("cpu", "cuda") else torch.device("cpu")
-        self.generator = torch.Generator(device=gen_device)
-        self.generator.manual_seed(seed)
+        self.generator = torch.Generator(device=gen_device).manual_seed(seed)
 
     @classmethod
     def from_mnist(cls, split: str = "train", data_dir: str | os.PathLike[str] | None = None, **kwargs) -> DeviceLoader:
@@ -441,24 +418,16 @@ class DeviceLoader:
 
     def __iter__(self):
         n = len(self.labels)
-        order = None
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.generator.device)
-            order = order.to(self.device)
-        for i in range(len(self)):
-            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
-            if order is None:
-                yield self.normalized(self.images[lo:hi]), self.labels[lo:hi]
-            else:
-                yield self.batch(order[lo:hi])
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device).to(self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for lo in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self.batch(order[lo : lo + self.batch_size])  # the last slice stops at n
 
     def batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """The samples `idx` (B,) as a normalised batch: float32 ``(B, 1, 28, 28)`` and labels ``(B,)``."""
-        return self.normalized(self.images.index_select(0, idx)), self.labels.index_select(0, idx)
-
-    def normalized(self, images: Tensor) -> Tensor:
-        """uint8 images of this loader as float32, normalised as the loader's `normalize` says."""
-        return images.float().mul_(self._mul).sub_(self._sub)
+        return normalize(self.images.index_select(0, idx), self.normalize), self.labels.index_select(0, idx)
 
     def state_dict(self) -> dict:
         """The shuffling state, so a resumed run draws the same permutations."""
@@ -502,15 +471,11 @@ def mnist_loader(
     last two come in order, in large batches.
     """
     check_choice("split", split, LOADER_SPLITS)
+    common = {"normalize": config.normalize, "device": device}
     if split == "test":
+        batch_size = min(config.test_batch_size, config.test_limit or 10_000)
         return DeviceLoader.from_mnist(
-            "test",
-            data_dir,
-            batch_size=min(config.test_batch_size, config.test_limit or 10_000),
-            shuffle=False,
-            normalize=config.normalize,
-            device=device,
-            limit=config.test_limit,
+            "test", data_dir, batch_size=batch_size, shuffle=False, limit=config.test_limit, **common
         )
     train, held_out = validation_split(*load_mnist("train", data_dir), config.validation)
     if split == "validation":
@@ -519,17 +484,17 @@ def mnist_loader(
                 "There is no validation split: config.validation is 0. Set validation=5000 (say) to hold out "
                 "the last 5,000 training images."
             )
-        batch_size = min(config.test_batch_size, config.validation)
-        return DeviceLoader(*held_out, batch_size=batch_size, shuffle=False, normalize=config.normalize, device=device)
+        return DeviceLoader(
+            *held_out, batch_size=min(config.test_batch_size, config.validation), shuffle=False, **common
+        )
     return DeviceLoader(
         *train,
         batch_size=config.batch_size,
         shuffle=config.shuffle,
-        normalize=config.normalize,
-        device=device,
         seed=config.seed,
         limit=config.limit,
         drop_last=config.drop_last,
+        **common,
     )
 
 
