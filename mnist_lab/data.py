@@ -262,8 +262,7 @@ def load_mnist(
     """
     check_choice("split", split, SPLITS)
     paths = locate(data_dir, download)
-    image_name, label_name = SPLITS[split]
-    images, labels = paths[image_name], paths[label_name]
+    images, labels = (paths[name] for name in SPLITS[split])
     return _load_cached(images, labels, _stamp(images) + _stamp(labels))
 
 
@@ -293,10 +292,8 @@ def torchvision_root(data_dir: str | os.PathLike[str] | None = None, download: b
     written (atomically) under `default_data_root`.
     """
     paths = locate(data_dir, download)
-    folders = {path.parent for path in paths.values()}
-    raw_dir = folders.pop() if len(folders) == 1 else None
-    gzipped = any(path.suffix == ".gz" for path in paths.values())
-    if raw_dir is None or gzipped or raw_dir.parts[-2:] != ("MNIST", "raw"):
+    raw_dir = next(iter(paths.values())).parent
+    if any(path != raw_dir / name for name, path in paths.items()) or raw_dir.parts[-2:] != ("MNIST", "raw"):
         raw_dir = default_data_root() / "MNIST" / "raw"
     for name, path in paths.items():
         data = _verified_bytes(name, path)
@@ -339,11 +336,7 @@ def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callab
 
 
 def normalize(images: Tensor, kind: str = "standard") -> Tensor:
-    """uint8 images ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` -> float32 ``(N, 1, 28, 28)``.
-
-    ``kind`` is one of `NORMALIZATIONS`: ``unit`` (x/255), ``half`` ((x/255-0.5)/0.5)
-    or ``standard`` ((x/255-mean)/std).
-    """
+    """uint8 ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, as `NORMALIZATIONS[kind]` says."""
     check_choice("normalize", kind, NORMALIZATIONS)
     shift, scale = NORMALIZATIONS[kind]
     x = images.reshape(-1, *IMAGE_SHAPE).float()
