@@ -33,7 +33,7 @@ PICKLE_PROTOCOL_2 = b"\x80\x02"  # the start of the older, pre-zip torch.save fo
 SAME_TO_RESUME = ("optimizer", "batch_size", "normalize", "shuffle", "seed", "limit", "drop_last", "schedule")
 START_OVER = "start over: --overwrite instead of --resume (overwrite=True, resume=False)"
 NO_PATH = "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
-OPTIMIZER_KEYS = {"sgd": "momentum", "adam": "betas", "adadelta": "rho"}  # a setting only that optimiser has
+OPTIMIZER_KEYS = ("momentum", "betas", "rho")  # a setting only SGD, Adam or Adadelta has
 
 
 def save_checkpoint(
@@ -173,9 +173,9 @@ def _load_model_state(path: Path, state: dict[str, Any], model: nn.Module) -> No
 def _load_optimizer_state(path: Path, state: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
     """Load the optimiser's state, refusing one written by another kind of optimiser."""
     saved = state["optimizer_state"]
-    kind = next((name for name, key in OPTIMIZER_KEYS.items() if key in optimizer.param_groups[0]), None)
+    key = next((key for key in OPTIMIZER_KEYS if key in optimizer.param_groups[0]), None)
     groups = saved.get("param_groups") or [{}]
-    if kind is not None and OPTIMIZER_KEYS[kind] not in groups[0]:
+    if key is not None and key not in groups[0]:
         raise CheckpointError(
             f"{path} holds the state of another optimiser than {type(optimizer).__name__} "
             f"(its settings: {', '.join(sorted(k for k in groups[0] if k != 'params'))}). Resume with the "

@@ -74,9 +74,8 @@ def default_data_root() -> Path:
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The folders searched for the MNIST files, in order.
 
-    A folder you name (`data_dir`, or ``MNIST_LAB_DATA``) that is a file, a symbolic
-    link loop or a folder that cannot be entered raises `DataError`; so does an
-    ``MNIST_LAB_DATA`` that does not exist (rather than a silent fall-back to ``data/``).
+    A folder you name (`data_dir` or ``MNIST_LAB_DATA``) that is a file, a link loop or cannot be
+    entered raises `DataError`, as does a missing ``MNIST_LAB_DATA`` (no silent fall-back to ``data/``).
     """
     if data_dir is not None:
         roots = [_check_root(Path(data_dir).expanduser(), "The data folder", must_exist=False)]
@@ -185,10 +184,9 @@ def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
 
 
 def locate(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> dict[str, Path]:
-    """Find all four MNIST files (downloading them if allowed and missing).
+    """All four MNIST files, ``{name: path}``, downloaded if missing and allowed; not verified (`load_mnist` does).
 
-    Returns ``{name: path}``. Raises `DataNotFoundError` naming the missing files and
-    every folder searched. Does not verify checksums; `load_mnist` does.
+    Raises `DataNotFoundError` naming the missing files and every folder searched.
     """
     found = find_files(data_dir)
     missing = [name for name in FILES if name not in found]
@@ -205,11 +203,7 @@ def locate(data_dir: str | os.PathLike[str] | None = None, download: bool | None
 
 
 def download_mnist(target: Path, names: list[str], searched: list[Path]) -> None:
-    """Download MNIST with torchvision into a temporary folder, verify, then move.
-
-    Only the files in `names` are moved into `target`; nothing that already exists
-    there is overwritten.
-    """
+    """Download MNIST with torchvision into a temporary folder, verify, then move just `names` into `target`."""
     from torchvision.datasets import MNIST
 
     try:
@@ -287,9 +281,8 @@ def check_files(data_dir: str | os.PathLike[str] | None = None) -> list[FileStat
 def torchvision_root(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> Path:
     """A folder ``root`` such that ``torchvision.datasets.MNIST(root)`` reads verified files.
 
-    torchvision wants the raw files at ``root/MNIST/raw/``. Where MNIST is found in
-    that layout already, its root is returned; otherwise verified raw copies are
-    written (atomically) under `default_data_root`.
+    MNIST's own root where its raw files already lie in torchvision's ``root/MNIST/raw/``; otherwise
+    verified raw copies are written (atomically) under `default_data_root`.
     """
     paths = locate(data_dir, download)
     raw_dir = next(iter(paths.values())).parent
@@ -309,10 +302,7 @@ def mnist_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool | None = None,
 ) -> MNIST:
-    """The classic ``torchvision.datasets.MNIST`` the tutorials use, from verified files.
-
-    `transform` is applied per sample, e.g. ``tutorial_transform("half", flatten=True)``.
-    """
+    """The tutorials' ``torchvision.datasets.MNIST`` from verified files; `transform` runs per sample."""
     from torchvision.datasets import MNIST
 
     check_choice("split", split, SPLITS)
@@ -321,10 +311,7 @@ def mnist_dataset(
 
 
 def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callable:
-    """The per-sample torchvision transform of the tutorials: ToTensor, Normalize, maybe flatten.
-
-    Gives a float tensor ``(1, 28, 28)`` (or ``(784,)`` with ``flatten``) per PIL image.
-    """
+    """The tutorials' per-sample ToTensor and Normalize: a PIL image -> ``(1, 28, 28)`` (`flatten`: ``(784,)``)."""
     from torchvision import transforms
 
     check_choice("normalize", normalize, NORMALIZATIONS)
@@ -353,11 +340,10 @@ def mean_std(images: Tensor) -> tuple[float, float]:
 class DeviceLoader:
     """Batches of one MNIST split that live on the device, shuffled there.
 
-    The whole split is moved to `device` once as uint8 ``(N, 1, 28, 28)`` (47 MB for
-    the training set); each epoch draws one permutation from a seeded generator and
-    every batch is a gather plus a normalisation, with no per-sample Python work and
-    no host-device copy. Iterating yields ``(X, y)``: float32 ``(B, 1, 28, 28)`` and
-    int64 ``(B,)``. The last batch may be smaller unless ``drop_last``.
+    The split moves to `device` once, as uint8 ``(N, 1, 28, 28)`` (47 MB for the training set); each
+    epoch draws one permutation from a seeded generator, and every batch is a gather plus a
+    normalisation: no per-sample Python work, no host-device copy. Yields ``(X, y)``: float32
+    ``(B, 1, 28, 28)`` and int64 ``(B,)``; the last batch may be smaller unless ``drop_last``.
     """
 
     def __init__(
@@ -437,8 +423,7 @@ LOADER_SPLITS = ("train", "validation", "test")  # what `mnist_loader` serves
 def validation_split(images: Tensor, labels: Tensor, validation: int) -> tuple[tuple[Tensor, Tensor], ...]:
     """Split the training set: ``(train_images, train_labels), (val_images, val_labels)``.
 
-    The last `validation` samples are held out (0: none); a fixed cut, not a random
-    draw, so it is the same for every seed and every run, and no image is in both.
+    The last `validation` samples are held out (0: none): a fixed cut, the same for every seed and run.
     """
     n_train = len(labels) - validation
     if validation and n_train < 1:
@@ -457,11 +442,10 @@ def mnist_loader(
 ) -> DeviceLoader:
     """A device-resident loader of one split for a recipe: ``"train"``, ``"validation"`` or ``"test"``.
 
-    Training: the first ``60,000 - config.validation`` training images (then the first
-    ``config.limit`` of those), with the recipe's batch size, shuffling, seed and
-    drop_last. Validation: the last ``config.validation`` training images, never in a
-    training batch. Test: every test digit (or the first ``config.test_limit``). The
-    last two come in order, in large batches.
+    Train: the first ``60,000 - config.validation`` training images (then the first ``config.limit``),
+    with the recipe's batch size, shuffling, seed and drop_last. Validation: the last
+    ``config.validation`` training images. Test: every test digit (or the first ``config.test_limit``).
+    These two come in order, in large batches.
     """
     check_choice("split", split, LOADER_SPLITS)
     common = {"normalize": config.normalize, "device": device}
@@ -506,8 +490,7 @@ def tensor_loader(
 ) -> DataLoader:
     """The first fix: normalise the whole training set once, then a DataLoader over the tensors.
 
-    No PIL and no per-sample transform; the DataLoader still indexes samples one by
-    one and stacks them into a batch on the CPU.
+    No PIL, no per-sample transform; the DataLoader still stacks samples one by one on the CPU.
     """
     images, labels = load_mnist("train", data_dir)
     if limit is not None:

@@ -270,9 +270,8 @@ def _warn_diverged(history: History, config: TrainConfig, epoch: int, checkpoint
     history.stopped = "diverged"
     kept = f" The checkpoint {checkpoint} still holds epoch {history.epochs}." if checkpoint and history.epochs else ""
     message = (
-        f"Training diverged in epoch {epoch}: the loss became NaN or infinite, so training "
-        f"stopped. The learning rate {config.lr:g} is probably too large for this model: try "
-        f"{config.lr / 10:g}.{kept}"
+        f"Training diverged in epoch {epoch}: the loss became NaN or infinite, so training stopped. The learning "
+        f"rate {config.lr:g} is probably too large for this model: try {config.lr / 10:g}.{kept}"
     )
     warnings.warn(message, DivergenceWarning, stacklevel=3)
 
@@ -349,13 +348,12 @@ def predict(model: nn.Module, images: Any, k: int = 3, normalize: str | None = N
 
 def _image_batch(images: Any) -> Tensor:
     """`images` as a batch ``(N, 1, 28, 28)``: uint8 0-255, or float already normalised; else a clear error."""
-    if not isinstance(images, Tensor):
-        try:
-            images = torch.as_tensor(images)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InvalidParameterError(
-                f"predict needs images as a tensor or NumPy array, got {type(images).__name__}."
-            ) from exc
+    try:
+        images = torch.as_tensor(images)  # a tensor stays as it is
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidParameterError(
+            f"predict needs images as a tensor or NumPy array, got {type(images).__name__}."
+        ) from exc
     shape = tuple(images.shape)
     if shape[-2:] != (28, 28) or images.ndim > 4 or (images.ndim == 4 and shape[1] != 1):
         raise InvalidParameterError(
