@@ -263,19 +263,17 @@ def load_mnist(
 def check_files(data_dir: str | os.PathLike[str] | None = None) -> list[FileStatus]:
     """Verify every MNIST file without downloading; one `FileStatus` per file."""
     dirs = search_dirs(data_dir)
-    report = []
-    for name in FILES:
-        path = _find(name, dirs)
-        if path is None:
-            report.append(FileStatus(name, None, False, "missing"))
-            continue
-        try:
-            _verified_bytes(name, path)
-        except DataError as exc:
-            report.append(FileStatus(name, path, False, str(exc)))
-        else:
-            report.append(FileStatus(name, path, True))
-    return report
+    return [_check_file(name, _find(name, dirs)) for name in FILES]
+
+
+def _check_file(name: str, path: Path | None) -> FileStatus:
+    if path is None:
+        return FileStatus(name, None, False, "missing")
+    try:
+        _verified_bytes(name, path)
+    except DataError as exc:
+        return FileStatus(name, path, False, str(exc))
+    return FileStatus(name, path, True)
 
 
 def torchvision_root(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> Path:
@@ -383,8 +381,7 @@ class DeviceLoader:
     @classmethod
     def from_mnist(cls, split: str = "train", data_dir: str | os.PathLike[str] | None = None, **kwargs) -> DeviceLoader:
         """A loader over one MNIST split; `kwargs` as for the constructor."""
-        images, labels = load_mnist(split, data_dir)
-        return cls(images, labels, **kwargs)
+        return cls(*load_mnist(split, data_dir), **kwargs)
 
     def __len__(self) -> int:
         n = len(self.labels)
