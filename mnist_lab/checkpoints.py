@@ -194,10 +194,9 @@ def check_checkpoint_target(
 ) -> None:
     """Before any training: may a run of `model` write its checkpoints to `path`?
 
-    Refused unless `overwrite`: anything at `path` but an mnist_lab checkpoint of the
-    same model (another model's checkpoint, a data file, a link). Never replaced: a
-    folder or a device. With `resume`, `path` must be given; whether its checkpoint
-    can be continued is `resume_from`'s question.
+    Unless `overwrite`, anything there but a checkpoint of the same model is refused (another model's, a
+    data file, a link); a folder or a device is never replaced. `resume` needs a `path` (`resume_from`
+    decides whether its checkpoint can be continued).
     """
     if path is None:
         if resume:
@@ -246,11 +245,10 @@ def saved_epochs(path: str | os.PathLike[str] | None) -> int:
 def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) -> History | None:
     """Continue from a checkpoint written by `save_progress`: its history, ready to go on (None: no file yet).
 
-    The optimiser's state (momentum, Adam's moments) comes from the file, its settings
-    (learning rate, momentum, weight decay) from today's `config`; a change to those is
-    logged. A change to what decides the batches, the pixels or the optimiser
-    (`SAME_TO_RESUME`) is refused, as are a file without history and more finished
-    epochs than `config.epochs`.
+    The optimiser's state (momentum, Adam's moments) comes from the file, its settings (learning rate,
+    momentum, weight decay) from today's `config`, a change logged. Refused: a change to what decides the
+    batches, the pixels or the optimiser (`SAME_TO_RESUME`), a file without history, more finished epochs
+    than `config.epochs`.
     """
     if path is None:
         raise InvalidParameterError(NO_PATH)

@@ -30,11 +30,9 @@ def model_name(model: nn.Module) -> str:
 class History:
     """What `fit` measured, one entry per finished epoch.
 
-    Losses are means over samples; accuracies are fractions in [0, 1]; ``seconds``
-    is the training time of each epoch (evaluation excluded). ``val_loss`` and
-    ``val_acc`` are measured on the held-out validation images (``config.validation``)
-    and stay empty without them. ``stopped`` is None for a run that finished, else
-    ``"diverged"`` or ``"interrupted"``.
+    Losses are means over samples, accuracies fractions in [0, 1], ``seconds`` each epoch's training time
+    (evaluation excluded). ``val_loss`` and ``val_acc``, on the held-out ``config.validation`` images, stay
+    empty without them. ``stopped``: None for a run that finished, else ``"diverged"`` or ``"interrupted"``.
     """
 
     model: str

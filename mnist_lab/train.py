@@ -1,23 +1,21 @@
 """Training and evaluation: `fit`, `train_epoch`, `evaluate`, `predict`.
 
-The loop keeps everything on the device: the summed loss and correct count are device
-tensors read once per epoch, plus a divergence check every `CHECK_EVERY` steps.
+The loop keeps everything on the device: the summed loss and correct count are device tensors read
+once per epoch, plus a divergence check every `CHECK_EVERY` steps.
 
-`fit` trains on device-resident MNIST loaders built from the config unless given
-loaders. ``config.validation = N`` holds out the last N training images (never trained
-on) and evaluates them after every epoch (``history.val_loss``, ``history.val_acc``):
-choose the number of epochs on them and keep the test set for the one number reported
-at the end. ``checkpoint`` saves the weights, optimiser, history and shuffling state
-after every epoch (atomically); ``resume=True`` continues from that file up to
-``config.epochs``, refusing one it cannot continue exactly. Before loading any data,
-a checkpoint path that holds anything but an earlier run of the same model is refused
-unless ``overwrite=True``. A loss that turns NaN or infinite (a `DivergenceWarning`)
-or Ctrl-C (a kernel interrupt, SIGTERM in the CLI) stops training: the finished epochs'
-history comes back (``history.stopped`` says why) and the checkpoint holds the last
-good epoch. The test loss is never label-smoothed.
+`fit` trains on device-resident MNIST loaders built from the config unless given loaders.
+``config.validation = N`` holds out the last N training images (never trained on), evaluated after
+every epoch (``history.val_loss``, ``history.val_acc``): choose the number of epochs on them and keep
+the test set for the one number reported at the end. ``checkpoint`` saves the weights, optimiser,
+history and shuffling state after every epoch (atomically); ``resume=True`` continues from that file up
+to ``config.epochs``, refusing one it cannot continue exactly. Before any data loads, a checkpoint path
+that holds anything but an earlier run of the same model is refused unless ``overwrite=True``. A loss
+that turns NaN or infinite (a `DivergenceWarning`) or Ctrl-C (a kernel interrupt, SIGTERM in the CLI)
+stops training: the finished epochs' history comes back (``history.stopped`` says why) and the
+checkpoint holds the last good epoch. The test loss is never label-smoothed.
 
-`fit` runs the plain loop unless given a ``speed`` object (`mnist_lab.speed.Speed`) whose
-``prepare`` returns a faster epoch runner; this module imports no speed code.
+`fit` runs the plain loop unless given a ``speed`` object (`mnist_lab.speed.Speed`) whose ``prepare``
+returns a faster epoch runner; this module imports no speed code.
 """
 
 from __future__ import annotations
