@@ -1,15 +1,10 @@
 """Checkpoints: save a model (and its optimiser, history and random state) atomically; load it back.
 
-Every load uses ``weights_only=True`` (a checkpoint cannot run code), and every
-problem is said in words: a missing, unreadable or truncated file, a file that is not
-a PyTorch file, a whole pickled model, a file from another program or version, a
-checkpoint of another model.
-
-Before training, `check_checkpoint_target` refuses a checkpoint path that holds
-anything but an earlier run of the same model (another model's checkpoint, a data
-file, a folder, a link) unless the caller asks to ``overwrite``; with ``resume``,
-`resume_from` refuses a checkpoint it cannot continue exactly (weights only, another
-optimiser, other batches or pixels, more epochs than asked for).
+Every load uses ``weights_only=True`` (a checkpoint cannot run code), and every problem
+is said in words: a missing, unreadable or truncated file, not a PyTorch file, a whole
+pickled model, a file of another program, version or model. Before training,
+`check_checkpoint_target` guards the path and `resume_from` refuses a checkpoint it
+cannot continue exactly.
 """
 
 from __future__ import annotations
@@ -37,7 +32,8 @@ PICKLE_PROTOCOL_2 = b"\x80\x02"  # the start of the older, pre-zip torch.save fo
 # samples each step sees, what the pixels are, and what the optimiser keeps.
 SAME_TO_RESUME = ("optimizer", "batch_size", "normalize", "shuffle", "seed", "limit", "drop_last", "schedule")
 START_OVER = "start over: --overwrite instead of --resume (overwrite=True, resume=False)"
-OPTIMIZER_KEYS = {"sgd": "momentum", "adam": "betas", "adadelta": "rho"}  # a setting only that optimiser has
+NO_PATH = "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
+OPTIMIZER_KEYS = ("momentum", "betas", "rho")  # a setting only SGD, Adam or Adadelta has
 
 
 def save_checkpoint(
@@ -177,9 +173,9 @@ def _load_model_state(path: Path, state: dict[str, Any], model: nn.Module) -> No
 def _load_optimizer_state(path: Path, state: dict[str, Any], optimizer: torch.optim.Optimizer) -> None:
     """Load the optimiser's state, refusing one written by another kind of optimiser."""
     saved = state["optimizer_state"]
-    kind = next((name for name, key in OPTIMIZER_KEYS.items() if key in optimizer.param_groups[0]), None)
+    key = next((key for key in OPTIMIZER_KEYS if key in optimizer.param_groups[0]), None)
     groups = saved.get("param_groups") or [{}]
-    if kind is not None and OPTIMIZER_KEYS[kind] not in groups[0]:
+    if key is not None and key not in groups[0]:
         raise CheckpointError(
             f"{path} holds the state of another optimiser than {type(optimizer).__name__} "
             f"(its settings: {', '.join(sorted(k for k in groups[0] if k != 'params'))}). Resume with the "
@@ -198,16 +194,13 @@ def check_checkpoint_target(
 ) -> None:
     """Before any training: may a run of `model` write its checkpoints to `path`?
 
-    Refused unless `overwrite`: anything at `path` but an mnist_lab checkpoint of the
-    same model (another model's checkpoint, a data file, a link). Never replaced: a
-    folder or a device. With `resume`, `path` must be given; whether its checkpoint
-    can be continued is `resume_from`'s question.
+    Unless `overwrite`, anything there but a checkpoint of the same model is refused (another model's, a
+    data file, a link); a folder or a device is never replaced. `resume` needs a `path` (`resume_from`
+    decides whether its checkpoint can be continued).
     """
     if path is None:
         if resume:
-            raise InvalidParameterError(
-                "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
-            )
+            raise InvalidParameterError(NO_PATH)
         return
     path = check_target(path, overwrite=overwrite)
     if overwrite or resume or not path.exists():
@@ -252,16 +245,13 @@ def saved_epochs(path: str | os.PathLike[str] | None) -> int:
 def resume_from(path, model, optimizer, loader, config: TrainConfig, log=print) -> History | None:
     """Continue from a checkpoint written by `save_progress`: its history, ready to go on (None: no file yet).
 
-    The optimiser's state (momentum, Adam's moments) comes from the file, its settings
-    (learning rate, momentum, weight decay) from today's `config`; a change to those is
-    logged. A change to what decides the batches, the pixels or the optimiser
-    (`SAME_TO_RESUME`) is refused, as are a file without history and more finished
-    epochs than `config.epochs`.
+    The optimiser's state (momentum, Adam's moments) comes from the file, its settings (learning rate,
+    momentum, weight decay) from today's `config`, a change logged. Refused: a change to what decides the
+    batches, the pixels or the optimiser (`SAME_TO_RESUME`), a file without history, more finished epochs
+    than `config.epochs`.
     """
     if path is None:
-        raise InvalidParameterError(
-            "resume=True (--resume) needs the checkpoint to resume from: checkpoint=PATH (--checkpoint PATH)."
-        )
+        raise InvalidParameterError(NO_PATH)
     if not Path(path).is_file():
         if log is not None:
             log(f"No checkpoint at {path} yet: starting from epoch 1.")

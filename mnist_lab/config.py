@@ -30,11 +30,9 @@ NORMALIZATIONS: dict[str, tuple[float, float]] = {
 }
 
 OPTIMIZERS = ("sgd", "adam", "adadelta")
-# "constant": the learning rate never changes (every tutorial); "onecycle": per batch, a
-# linear warm-up from 0 to `lr` over the first ONECYCLE_WARMUP of all steps, then a
-# linear decay back to 0 at the last step (the fast recipe).
+# "constant": every tutorial's; "onecycle": the fast recipe's, per batch (`mnist_lab.train.lr_at`).
 SCHEDULES = ("constant", "onecycle")
-ONECYCLE_WARMUP = 0.2
+ONECYCLE_WARMUP = 0.2  # the share of all steps over which "onecycle" warms up to `lr`
 
 
 @dataclass(frozen=True)

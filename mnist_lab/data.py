@@ -1,10 +1,8 @@
 """MNIST: finding it, verifying it, and serving it fast.
 
-Where the files come from, in order:
-
-1. the folder passed as ``data_dir`` (if any), else
-2. the folder named by the environment variable ``MNIST_LAB_DATA`` (if set), then
-3. ``data/`` at the repository root (git-ignored), where downloads land.
+Where the files come from, in order: the folder passed as ``data_dir`` (if any), else
+the folder named by the environment variable ``MNIST_LAB_DATA`` (if set), then
+``data/`` at the repository root (git-ignored), where downloads land.
 
 Each folder may hold the four IDX files raw or gzip'd, directly or under
 ``MNIST/raw/`` (torchvision's layout). Every file is verified by the SHA-256 of its
@@ -48,8 +46,8 @@ FILES: dict[str, str] = {
     "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",
     "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",
 }
-# Their sizes in bytes (header + pixels or labels): reading stops one byte past these,
-# so a crafted .gz that inflates to gigabytes is refused after reading only this much.
+# Sizes in bytes (header + pixels or labels): reading stops one byte past these, so a
+# crafted .gz that inflates to gigabytes is refused after reading only this much.
 SIZES: dict[str, int] = {
     "train-images-idx3-ubyte": 16 + 60_000 * 28 * 28,
     "train-labels-idx1-ubyte": 8 + 60_000,
@@ -60,17 +58,13 @@ SPLITS: dict[str, tuple[str, str]] = {
     "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
     "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
 }
-
-
 ENV_DATA = "MNIST_LAB_DATA"
 ENV_OFFLINE = "MNIST_LAB_OFFLINE"
+REFETCH = "it was left as it is. Delete it and copy or download MNIST again (`mnist-lab data --download`)."
 
 
 def default_data_root() -> Path:
-    """The writable home of MNIST: ``data/`` at the repository root.
-
-    When the package is installed outside a checkout, ``~/.cache/mnist_lab``.
-    """
+    """The writable home of MNIST: ``data/`` at the repository root (outside a checkout ``~/.cache/mnist_lab``)."""
     repo = Path(__file__).resolve().parents[1]
     if (repo / "pyproject.toml").exists():
         return repo / "data"
@@ -80,9 +74,8 @@ def default_data_root() -> Path:
 def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
     """The folders searched for the MNIST files, in order.
 
-    A folder you name (`data_dir`, or ``MNIST_LAB_DATA``) that is a file, a symbolic
-    link loop or a folder that cannot be entered raises `DataError`; so does an
-    ``MNIST_LAB_DATA`` that does not exist (rather than a silent fall-back to ``data/``).
+    A folder you name (`data_dir` or ``MNIST_LAB_DATA``) that is a file, a link loop or cannot be
+    entered raises `DataError`, as does a missing ``MNIST_LAB_DATA`` (no silent fall-back to ``data/``).
     """
     if data_dir is not None:
         roots = [_check_root(Path(data_dir).expanduser(), "The data folder", must_exist=False)]
@@ -90,10 +83,7 @@ def search_dirs(data_dir: str | os.PathLike[str] | None = None) -> list[Path]:
         env = os.environ.get(ENV_DATA)
         roots = [_check_root(Path(env).expanduser(), f"{ENV_DATA}={env}", must_exist=True)] if env else []
         roots.append(default_data_root())
-    dirs: list[Path] = []
-    for root in roots:
-        dirs += [root, root / "MNIST" / "raw"]
-    return dirs
+    return [folder for root in roots for folder in (root, root / "MNIST" / "raw")]
 
 
 def _check_root(root: Path, named: str, must_exist: bool) -> Path:
@@ -145,10 +135,7 @@ def _read_bytes(path: Path) -> bytes:
     """The raw IDX bytes of `path`, decompressing ``.gz``; at most one byte more than MNIST's size."""
     limit = SIZES.get(_base(path), -2) + 1  # one byte more than expected shows the file is too long
     try:
-        if path.suffix == ".gz":
-            with gzip.open(path, "rb") as handle:
-                return handle.read(limit)
-        with open(path, "rb") as handle:
+        with (gzip.open if path.suffix == ".gz" else open)(path, "rb") as handle:
             return handle.read(limit)
     except (EOFError, gzip.BadGzipFile, zlib.error) as exc:
         raise DataError(
@@ -167,16 +154,13 @@ def _verified_bytes(name: str, path: Path) -> bytes:
     if len(data) > SIZES[name]:
         raise ChecksumError(
             f"{path} is longer than the MNIST file {name} ({SIZES[name]:,} bytes, decompressed); reading stopped. "
-            "The file is not MNIST; it was left as it is. Delete it and copy or "
-            "download MNIST again (`mnist-lab data --download`)."
+            f"The file is not MNIST; {REFETCH}"
         )
     actual = hashlib.sha256(data).hexdigest()
     if actual != FILES[name]:
         raise ChecksumError(
             f"{path} is not the MNIST file {name}: its SHA-256 is {actual}, expected "
-            f"{FILES[name]} (of the decompressed bytes). The file is corrupt or truncated; "
-            "it was left as it is. Delete it and copy or download MNIST again "
-            "(`mnist-lab data --download`)."
+            f"{FILES[name]} (of the decompressed bytes). The file is corrupt or truncated; {REFETCH}"
         )
     return data
 
@@ -184,8 +168,7 @@ def _verified_bytes(name: str, path: Path) -> bytes:
 def find_files(data_dir: str | os.PathLike[str] | None = None) -> dict[str, Path]:
     """The MNIST files present in the searched folders, ``{name: path}``, without downloading or verifying."""
     dirs = search_dirs(data_dir)
-    found = {name: _find(name, dirs) for name in FILES}
-    return {name: path for name, path in found.items() if path is not None}
+    return {name: path for name in FILES if (path := _find(name, dirs)) is not None}
 
 
 def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
@@ -200,24 +183,19 @@ def _missing_message(names: list[str], dirs: list[Path], why: str = "") -> str:
     )
 
 
-def _downloads_allowed(download: bool | None) -> bool:
-    if download is not None:
-        return download
-    return os.environ.get(ENV_OFFLINE, "").lower() not in {"1", "true", "yes"}
-
-
 def locate(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> dict[str, Path]:
-    """Find all four MNIST files (downloading them if allowed and missing).
+    """All four MNIST files, ``{name: path}``, downloaded if missing and allowed; not verified (`load_mnist` does).
 
-    Returns ``{name: path}``. Raises `DataNotFoundError` naming the missing files and
-    every folder searched. Does not verify checksums; `load_mnist` does.
+    Raises `DataNotFoundError` naming the missing files and every folder searched.
     """
-    dirs = search_dirs(data_dir)
-    found = {name: _find(name, dirs) for name in FILES}
-    missing = [name for name, path in found.items() if path is None]
+    found = find_files(data_dir)
+    missing = [name for name in FILES if name not in found]
     if not missing:
-        return {name: path for name, path in found.items() if path is not None}
-    if not _downloads_allowed(download):
+        return found
+    dirs = search_dirs(data_dir)
+    if download is None:
+        download = os.environ.get(ENV_OFFLINE, "").lower() not in {"1", "true", "yes"}
+    if not download:
         raise DataNotFoundError(_missing_message(missing, dirs, " Downloads are off."))
     target = (Path(data_dir) if data_dir is not None else default_data_root()) / "MNIST" / "raw"
     download_mnist(target, missing, dirs)
@@ -225,11 +203,7 @@ def locate(data_dir: str | os.PathLike[str] | None = None, download: bool | None
 
 
 def download_mnist(target: Path, names: list[str], searched: list[Path]) -> None:
-    """Download MNIST with torchvision into a temporary folder, verify, then move.
-
-    Only the files in `names` are moved into `target`; nothing that already exists
-    there is overwritten.
-    """
+    """Download MNIST with torchvision into a temporary folder, verify, then move just `names` into `target`."""
     from torchvision.datasets import MNIST
 
     try:
@@ -282,41 +256,35 @@ def load_mnist(
     """
     check_choice("split", split, SPLITS)
     paths = locate(data_dir, download)
-    image_name, label_name = SPLITS[split]
-    images, labels = paths[image_name], paths[label_name]
+    images, labels = (paths[name] for name in SPLITS[split])
     return _load_cached(images, labels, _stamp(images) + _stamp(labels))
 
 
 def check_files(data_dir: str | os.PathLike[str] | None = None) -> list[FileStatus]:
     """Verify every MNIST file without downloading; one `FileStatus` per file."""
     dirs = search_dirs(data_dir)
-    report = []
-    for name in FILES:
-        path = _find(name, dirs)
-        if path is None:
-            report.append(FileStatus(name, None, False, "missing"))
-            continue
-        try:
-            _verified_bytes(name, path)
-        except DataError as exc:
-            report.append(FileStatus(name, path, False, str(exc)))
-        else:
-            report.append(FileStatus(name, path, True))
-    return report
+    return [_check_file(name, _find(name, dirs)) for name in FILES]
+
+
+def _check_file(name: str, path: Path | None) -> FileStatus:
+    if path is None:
+        return FileStatus(name, None, False, "missing")
+    try:
+        _verified_bytes(name, path)
+    except DataError as exc:
+        return FileStatus(name, path, False, str(exc))
+    return FileStatus(name, path, True)
 
 
 def torchvision_root(data_dir: str | os.PathLike[str] | None = None, download: bool | None = None) -> Path:
     """A folder ``root`` such that ``torchvision.datasets.MNIST(root)`` reads verified files.
 
-    torchvision wants the raw files at ``root/MNIST/raw/``. Where MNIST is found in
-    that layout already, its root is returned; otherwise verified raw copies are
-    written (atomically) under `default_data_root`.
+    MNIST's own root where its raw files already lie in torchvision's ``root/MNIST/raw/``; otherwise
+    verified raw copies are written (atomically) under `default_data_root`.
     """
     paths = locate(data_dir, download)
-    folders = {path.parent for path in paths.values()}
-    raw_dir = folders.pop() if len(folders) == 1 else None
-    gzipped = any(path.suffix == ".gz" for path in paths.values())
-    if raw_dir is None or gzipped or raw_dir.parts[-2:] != ("MNIST", "raw"):
+    raw_dir = next(iter(paths.values())).parent
+    if any(path != raw_dir / name for name, path in paths.items()) or raw_dir.parts[-2:] != ("MNIST", "raw"):
         raw_dir = default_data_root() / "MNIST" / "raw"
     for name, path in paths.items():
         data = _verified_bytes(name, path)
@@ -332,10 +300,7 @@ def mnist_dataset(
     data_dir: str | os.PathLike[str] | None = None,
     download: bool | None = None,
 ) -> MNIST:
-    """The classic ``torchvision.datasets.MNIST`` the tutorials use, from verified files.
-
-    `transform` is applied per sample, e.g. ``tutorial_transform("half", flatten=True)``.
-    """
+    """The tutorials' ``torchvision.datasets.MNIST`` from verified files; `transform` runs per sample."""
     from torchvision.datasets import MNIST
 
     check_choice("split", split, SPLITS)
@@ -344,10 +309,7 @@ def mnist_dataset(
 
 
 def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callable:
-    """The per-sample torchvision transform of the tutorials: ToTensor, Normalize, maybe flatten.
-
-    Gives a float tensor ``(1, 28, 28)`` (or ``(784,)`` with ``flatten``) per PIL image.
-    """
+    """The tutorials' per-sample ToTensor and Normalize: a PIL image -> ``(1, 28, 28)`` (`flatten`: ``(784,)``)."""
     from torchvision import transforms
 
     check_choice("normalize", normalize, NORMALIZATIONS)
@@ -359,11 +321,7 @@ def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callab
 
 
 def normalize(images: Tensor, kind: str = "standard") -> Tensor:
-    """uint8 images ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` -> float32 ``(N, 1, 28, 28)``.
-
-    ``kind`` is one of `NORMALIZATIONS`: ``unit`` (x/255), ``half`` ((x/255-0.5)/0.5)
-    or ``standard`` ((x/255-mean)/std).
-    """
+    """uint8 ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, as `NORMALIZATIONS[kind]` says."""
     check_choice("normalize", kind, NORMALIZATIONS)
     shift, scale = NORMALIZATIONS[kind]
     x = images.reshape(-1, *IMAGE_SHAPE).float()
@@ -380,11 +338,10 @@ def mean_std(images: Tensor) -> tuple[float, float]:
 class DeviceLoader:
     """Batches of one MNIST split that live on the device, shuffled there.
 
-    The whole split is moved to `device` once as uint8 ``(N, 1, 28, 28)`` (47 MB for
-    the training set); each epoch draws one permutation from a seeded generator and
-    every batch is a gather plus a normalisation, with no per-sample Python work and
-    no host-device copy. Iterating yields ``(X, y)``: float32 ``(B, 1, 28, 28)`` and
-    int64 ``(B,)``. The last batch may be smaller unless ``drop_last``.
+    The split moves to `device` once, as uint8 ``(N, 1, 28, 28)`` (47 MB for the training set); each
+    epoch draws one permutation from a seeded generator, and every batch is a gather plus a
+    normalisation: no per-sample Python work, no host-device copy. Yields ``(X, y)``: float32
+    ``(B, 1, 28, 28)`` and int64 ``(B,)``; the last batch may be smaller unless ``drop_last``.
     """
 
     def __init__(
@@ -417,18 +374,14 @@ class DeviceLoader:
         self.shuffle = shuffle
         self.normalize = normalize
         self.drop_last = drop_last
-        shift, scale = NORMALIZATIONS[normalize]
-        self._mul, self._sub = 1.0 / (255.0 * scale), shift / scale
         # MPS has no generator of its own in every torch version: draw on the CPU there.
         gen_device = self.device if self.device.type in ("cpu", "cuda") else torch.device("cpu")
-        self.generator = torch.Generator(device=gen_device)
-        self.generator.manual_seed(seed)
+        self.generator = torch.Generator(device=gen_device).manual_seed(seed)
 
     @classmethod
     def from_mnist(cls, split: str = "train", data_dir: str | os.PathLike[str] | None = None, **kwargs) -> DeviceLoader:
         """A loader over one MNIST split; `kwargs` as for the constructor."""
-        images, labels = load_mnist(split, data_dir)
-        return cls(images, labels, **kwargs)
+        return cls(*load_mnist(split, data_dir), **kwargs)
 
     def __len__(self) -> int:
         n = len(self.labels)
@@ -441,24 +394,16 @@ class DeviceLoader:
 
     def __iter__(self):
         n = len(self.labels)
-        order = None
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.generator.device)
-            order = order.to(self.device)
-        for i in range(len(self)):
-            lo, hi = i * self.batch_size, min((i + 1) * self.batch_size, n)
-            if order is None:
-                yield self.normalized(self.images[lo:hi]), self.labels[lo:hi]
-            else:
-                yield self.batch(order[lo:hi])
+            order = torch.randperm(n, generator=self.generator, device=self.generator.device).to(self.device)
+        else:
+            order = torch.arange(n, device=self.device)
+        for lo in range(0, len(self) * self.batch_size, self.batch_size):
+            yield self.batch(order[lo : lo + self.batch_size])  # the last slice stops at n
 
     def batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """The samples `idx` (B,) as a normalised batch: float32 ``(B, 1, 28, 28)`` and labels ``(B,)``."""
-        return self.normalized(self.images.index_select(0, idx)), self.labels.index_select(0, idx)
-
-    def normalized(self, images: Tensor) -> Tensor:
-        """uint8 images of this loader as float32, normalised as the loader's `normalize` says."""
-        return images.float().mul_(self._mul).sub_(self._sub)
+        return normalize(self.images.index_select(0, idx), self.normalize), self.labels.index_select(0, idx)
 
     def state_dict(self) -> dict:
         """The shuffling state, so a resumed run draws the same permutations."""
@@ -475,8 +420,7 @@ LOADER_SPLITS = ("train", "validation", "test")  # what `mnist_loader` serves
 def validation_split(images: Tensor, labels: Tensor, validation: int) -> tuple[tuple[Tensor, Tensor], ...]:
     """Split the training set: ``(train_images, train_labels), (val_images, val_labels)``.
 
-    The last `validation` samples are held out (0: none); a fixed cut, not a random
-    draw, so it is the same for every seed and every run, and no image is in both.
+    The last `validation` samples are held out (0: none): a fixed cut, the same for every seed and run.
     """
     n_train = len(labels) - validation
     if validation and n_train < 1:
@@ -495,22 +439,17 @@ def mnist_loader(
 ) -> DeviceLoader:
     """A device-resident loader of one split for a recipe: ``"train"``, ``"validation"`` or ``"test"``.
 
-    Training: the first ``60,000 - config.validation`` training images (then the first
-    ``config.limit`` of those), with the recipe's batch size, shuffling, seed and
-    drop_last. Validation: the last ``config.validation`` training images, never in a
-    training batch. Test: every test digit (or the first ``config.test_limit``). The
-    last two come in order, in large batches.
+    Train: the first ``60,000 - config.validation`` training images (then the first ``config.limit``),
+    with the recipe's batch size, shuffling, seed and drop_last. Validation: the last
+    ``config.validation`` training images. Test: every test digit (or the first ``config.test_limit``).
+    These two come in order, in large batches.
     """
     check_choice("split", split, LOADER_SPLITS)
+    common = {"normalize": config.normalize, "device": device}
     if split == "test":
+        batch_size = min(config.test_batch_size, config.test_limit or 10_000)
         return DeviceLoader.from_mnist(
-            "test",
-            data_dir,
-            batch_size=min(config.test_batch_size, config.test_limit or 10_000),
-            shuffle=False,
-            normalize=config.normalize,
-            device=device,
-            limit=config.test_limit,
+            "test", data_dir, batch_size=batch_size, shuffle=False, limit=config.test_limit, **common
         )
     train, held_out = validation_split(*load_mnist("train", data_dir), config.validation)
     if split == "validation":
@@ -519,17 +458,17 @@ def mnist_loader(
                 "There is no validation split: config.validation is 0. Set validation=5000 (say) to hold out "
                 "the last 5,000 training images."
             )
-        batch_size = min(config.test_batch_size, config.validation)
-        return DeviceLoader(*held_out, batch_size=batch_size, shuffle=False, normalize=config.normalize, device=device)
+        return DeviceLoader(
+            *held_out, batch_size=min(config.test_batch_size, config.validation), shuffle=False, **common
+        )
     return DeviceLoader(
         *train,
         batch_size=config.batch_size,
         shuffle=config.shuffle,
-        normalize=config.normalize,
-        device=device,
         seed=config.seed,
         limit=config.limit,
         drop_last=config.drop_last,
+        **common,
     )
 
 
@@ -548,8 +487,7 @@ def tensor_loader(
 ) -> DataLoader:
     """The first fix: normalise the whole training set once, then a DataLoader over the tensors.
 
-    No PIL and no per-sample transform; the DataLoader still indexes samples one by
-    one and stacks them into a batch on the CPU.
+    No PIL, no per-sample transform; the DataLoader still stacks samples one by one on the CPU.
     """
     images, labels = load_mnist("train", data_dir)
     if limit is not None:

@@ -36,9 +36,18 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     is none raises `DeviceUnavailableError`.
     """
     name = str(device)
-    kind, _, index = name.partition(":")
+    kind, colon, index = name.partition(":")
     check_choice("device", kind, DEVICES)
-    _check_index(name, kind, index)
+    if colon and (
+        kind == "auto"
+        or not (index.isascii() and index.isdigit() and len(index) <= 3)
+        or (kind != "cuda" and int(index))
+    ):
+        raise InvalidParameterError(
+            f"Unknown device {name!r}: after the colon comes a device number, as in 'cuda:0' or 'cuda:1' "
+            "('cpu' and 'mps' have only ':0'; 'auto' takes none). Valid choices: "
+            f"{', '.join(DEVICES)}, or cuda:N."
+        )
     have = available_devices()
     if kind == "auto":
         return torch.device(have[0])
@@ -54,22 +63,6 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
             "device(s), numbered from 0."
         )
     return resolved
-
-
-def _check_index(name: str, kind: str, index: str) -> None:
-    """The part after the colon: a device number, only where that kind has numbers."""
-    if ":" not in name:
-        return
-    if (
-        kind == "auto"
-        or not (index.isascii() and index.isdigit() and len(index) <= 3)
-        or (kind != "cuda" and int(index))
-    ):
-        raise InvalidParameterError(
-            f"Unknown device {name!r}: after the colon comes a device number, as in 'cuda:0' or 'cuda:1' "
-            "('cpu' and 'mps' have only ':0'; 'auto' takes none). Valid choices: "
-            f"{', '.join(DEVICES)}, or cuda:N."
-        )
 
 
 def set_seed(seed: int) -> None:

@@ -76,19 +76,14 @@ def calibration(probs: Tensor, labels: Tensor, bins: int = 10) -> Calibration:
     confidence, predicted = probs.double().max(dim=1)  # (N,), (N,)
     correct = (predicted == labels).double()
     which = (torch.ceil(confidence * bins).long() - 1).clamp(0, bins - 1)  # (N,) bin index
-    count, conf, acc = [], [], []
-    ece = 0.0
+    count, conf, acc, ece = [], [], [], 0.0
     for b in range(bins):
         mask = which == b
         n = int(mask.sum())
         count.append(n)
-        if n == 0:
-            conf.append(math.nan)
-            acc.append(math.nan)
-            continue
-        conf.append(confidence[mask].mean().item())
-        acc.append(correct[mask].mean().item())
-        ece += n / len(labels) * abs(acc[-1] - conf[-1])
+        conf.append(confidence[mask].mean().item() if n else math.nan)
+        acc.append(correct[mask].mean().item() if n else math.nan)
+        ece += n / len(labels) * abs(acc[-1] - conf[-1]) if n else 0.0
     edges = [b / bins for b in range(bins + 1)]
     return Calibration(edges, count, conf, acc, ece)
 

@@ -1,7 +1,6 @@
 """`History`: what a training run measured, one entry per finished epoch.
 
-It lives on its own so that both `train` (which fills it) and `checkpoints` (which
-saves and restores it) can import it without importing each other.
+On its own so that `train` (which fills it) and `checkpoints` (which saves it) need not import each other.
 """
 
 from __future__ import annotations
@@ -31,11 +30,9 @@ def model_name(model: nn.Module) -> str:
 class History:
     """What `fit` measured, one entry per finished epoch.
 
-    Losses are means over samples; accuracies are fractions in [0, 1]; ``seconds``
-    is the training time of each epoch (evaluation excluded). ``val_loss`` and
-    ``val_acc`` are measured on the held-out validation images (``config.validation``)
-    and stay empty without them. ``stopped`` is None for a run that finished, else
-    ``"diverged"`` or ``"interrupted"``.
+    Losses are means over samples, accuracies fractions in [0, 1], ``seconds`` each epoch's training time
+    (evaluation excluded). ``val_loss`` and ``val_acc``, on the held-out ``config.validation`` images, stay
+    empty without them. ``stopped``: None for a run that finished, else ``"diverged"`` or ``"interrupted"``.
     """
 
     model: str
@@ -116,4 +113,4 @@ class History:
         """The epoch with the lowest validation loss: how many epochs to train, chosen without the test set."""
         if not self.val_loss:
             raise InvalidParameterError("This history has no validation split: train with validation=N (e.g. 5000).")
-        return self.epoch[min(range(len(self.val_loss)), key=self.val_loss.__getitem__)]
+        return self.epoch[self.val_loss.index(min(self.val_loss))]

@@ -1,15 +1,11 @@
-"""Every model of the series: one small `nn.Module` per tutorial model.
+"""Every model of the series: one small `nn.Module` per tutorial model, each ``(B, 1, 28, 28) -> (B, 10)``.
 
-Each class carries, as class attributes, what the rest of the package needs:
-``NAME`` (its key in `MODELS`), ``SOURCE`` (the tutorial it reproduces),
-``PARAMETERS`` (its parameter count, equal to the tutorial's), ``TUTORIAL_CLAIM``
-(the test accuracy its tutorial states, as a fraction; None where the tutorial states
-none, see ../shared/SEEDS.md), ``TARGET`` (the test accuracy *we* expect its recipe to
-reach: our own bar, not a tutorial's), ``LOG_PROBS`` (True when
-``forward`` returns log-probabilities, so training uses NLL instead of
-cross-entropy on logits) and ``RECIPE`` (the tutorial's training recipe).
-
-Every model takes a batch ``(B, 1, 28, 28)`` and returns ``(B, 10)``.
+Class attributes say what the rest of the package needs: ``NAME`` (its key in `MODELS`),
+``SOURCE`` (the tutorial it reproduces), ``PARAMETERS`` (equal to the tutorial's count),
+``TUTORIAL_CLAIM`` (the test accuracy its tutorial states, as a fraction; None where it
+states none, see ../shared/SEEDS.md), ``TARGET`` (our own bar for its recipe, not a
+tutorial's), ``LOG_PROBS`` (``forward`` returns log-probabilities, so training uses NLL
+instead of cross-entropy on logits) and ``RECIPE`` (the tutorial's training recipe).
 """
 
 from __future__ import annotations
@@ -418,18 +414,7 @@ class FastCNN(MnistModel):
 
 MODELS: dict[str, type[MnistModel]] = {
     cls.NAME: cls
-    for cls in (
-        SoftmaxRegression,
-        MLP,
-        DeepMLP,
-        BPNetwork,
-        ConvNet,
-        AlexNet,
-        KerasCNN,
-        ExamplesCNN,
-        CNN5x5,
-        FastCNN,
-    )
+    for cls in (SoftmaxRegression, MLP, DeepMLP, BPNetwork, ConvNet, AlexNet, KerasCNN, ExamplesCNN, CNN5x5, FastCNN)
 }
 
 

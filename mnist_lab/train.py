@@ -1,38 +1,33 @@
 """Training and evaluation: `fit`, `train_epoch`, `evaluate`, `predict`.
 
-The loop keeps everything on the device: batches come from a `DeviceLoader` (or any
-iterable of ``(X, y)``), and the summed loss and correct count stay device tensors
-that are read once per epoch. The only other host-device synchronisation is a
-divergence check every `CHECK_EVERY` steps.
+The loop keeps everything on the device: the summed loss and correct count are device tensors read
+once per epoch, plus a divergence check every `CHECK_EVERY` steps.
 
-`fit` builds device-resident MNIST loaders from the config unless it is given
-loaders. With ``config.validation = N`` the last N training images are held out
-(never trained on) and evaluated after every epoch (``history.val_loss``,
-``history.val_acc``): choose the number of epochs on them, and keep the test set
-for the one number reported at the end. With ``checkpoint`` it saves the weights, optimiser, history and shuffling
-state after every epoch (atomically), and ``resume=True`` continues from that file
-up to ``config.epochs`` (refusing a file it cannot continue exactly). Before loading
-any data it refuses a checkpoint path that holds anything but an earlier run of the
-same model, unless ``overwrite=True`` (`mnist_lab.checkpoints.check_checkpoint_target`).
-A loss that turns NaN or infinite stops training with a `DivergenceWarning`; Ctrl-C
-(a kernel interrupt, or SIGTERM in the command line) stops it too. Either way the
-finished epochs' history is returned (``history.stopped`` says why) and the
+`fit` trains on device-resident MNIST loaders built from the config unless given loaders.
+``config.validation = N`` holds out the last N training images (never trained on), evaluated after
+every epoch (``history.val_loss``, ``history.val_acc``): choose the number of epochs on them and keep
+the test set for the one number reported at the end. ``checkpoint`` saves the weights, optimiser,
+history and shuffling state after every epoch (atomically); ``resume=True`` continues from that file up
+to ``config.epochs``, refusing one it cannot continue exactly. Before any data loads, a checkpoint path
+that holds anything but an earlier run of the same model is refused unless ``overwrite=True``. A loss
+that turns NaN or infinite (a `DivergenceWarning`) or Ctrl-C (a kernel interrupt, SIGTERM in the CLI)
+stops training: the finished epochs' history comes back (``history.stopped`` says why) and the
 checkpoint holds the last good epoch. The test loss is never label-smoothed.
 
-This module knows nothing of speed tricks. `fit` trains with the plain loop unless
-it is given a ``speed`` object (`mnist_lab.speed.Speed`), whose ``prepare`` returns
-another way to run an epoch (channels-last, bfloat16, torch.compile, CUDA graphs).
+`fit` runs the plain loop unless given a ``speed`` object (`mnist_lab.speed.Speed`) whose ``prepare``
+returns a faster epoch runner; this module imports no speed code.
 """
 
 from __future__ import annotations
 
 import functools
+import itertools
 import math
 import os
 import time
 import warnings
 from collections.abc import Callable, Iterable
-from typing import Any, Protocol
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -43,19 +38,15 @@ from .config import ONECYCLE_WARMUP, TrainConfig
 from .data import IMAGE_SHAPE, NUM_CLASSES, mnist_loader
 from .data import normalize as normalize_images
 from .devices import get_device
-from .errors import DivergenceWarning, InvalidParameterError, check_int, unknown_choice
+from .errors import DivergenceWarning, InvalidParameterError, check_int
 from .history import History
 
 CHECK_EVERY = 100  # steps between divergence checks (each one waits for the device)
 
 Batches = Iterable[tuple[Tensor, Tensor]]
 EpochResult = tuple[float, float, bool]  # mean loss, accuracy, diverged
-
-
-class EpochRunner(Protocol):
-    """Trains one epoch; `wrap` may put a progress bar around the batches (or a range of steps)."""
-
-    def __call__(self, wrap: Callable[[Iterable], Iterable]) -> EpochResult: ...
+# Trains one epoch: called with `wrap`, which may put a progress bar around the batches (or a range of steps).
+EpochRunner = Callable[[Callable[[Iterable], Iterable]], EpochResult]
 
 
 # --- losses, optimisers, the learning-rate schedule ----------------------------------
@@ -83,8 +74,6 @@ def make_optimizer(model: nn.Module, config: TrainConfig, fused: bool | None = N
     uses it on CUDA, where it is faster, and PyTorch's default elsewhere (on a 2-core
     CPU neither the fused nor the foreach version was faster). The arithmetic is the same.
     """
-    if config.optimizer not in OPTIMIZER_CLASSES:
-        raise unknown_choice("optimizer", config.optimizer, OPTIMIZER_CLASSES)
     settings: dict[str, Any] = {"lr": config.lr, "weight_decay": config.weight_decay}
     if config.optimizer == "sgd":
         settings.update(momentum=config.momentum, nesterov=config.nesterov)
@@ -177,13 +166,11 @@ def schedule(config: TrainConfig, loader: Batches) -> Callable[[int], float] | N
 
 def plain_epochs(model, optimizer, loss_fn, loader, lr=None, start_epoch: int = 0, amp: bool = False) -> EpochRunner:
     """The epoch runner `fit` uses without a speed object: `train_epoch`, counting steps across epochs."""
-    step = start_epoch * steps_per_epoch(loader) if lr is not None else 0
+    steps = steps_per_epoch(loader) if lr is not None else 0  # a constant rate needs no step count
+    epochs = itertools.count(start_epoch)
 
     def run(wrap: Callable[[Iterable], Iterable]) -> EpochResult:
-        nonlocal step
-        result = train_epoch(model, wrap(loader), optimizer, loss_fn, lr, step, amp)
-        step += steps_per_epoch(loader) if lr is not None else 0
-        return result
+        return train_epoch(model, wrap(loader), optimizer, loss_fn, lr, next(epochs) * steps, amp)
 
     return run
 
@@ -252,11 +239,7 @@ def _history(model, optimizer, train_loader, config: TrainConfig, device, resume
 
 
 def _loaders(config: TrainConfig, device: torch.device, data_dir, train, test, val) -> tuple:
-    """The train, test and validation loaders given, or device-resident MNIST loaders built from `config`.
-
-    A loader given but empty is refused, never replaced by MNIST. The validation loader stays None
-    when none is given and ``config.validation`` is 0 (no split).
-    """
+    """The loaders given, else MNIST ones from `config` (no validation loader without a split); empty ones refused."""
     for name, loader in (("train_loader", train), ("test_loader", test), ("val_loader", val)):
         if loader is not None and hasattr(loader, "__len__") and len(loader) == 0:
             raise InvalidParameterError(f"{name} is empty (no batches): give it some samples, or leave it out.")
@@ -285,9 +268,8 @@ def _warn_diverged(history: History, config: TrainConfig, epoch: int, checkpoint
     history.stopped = "diverged"
     kept = f" The checkpoint {checkpoint} still holds epoch {history.epochs}." if checkpoint and history.epochs else ""
     message = (
-        f"Training diverged in epoch {epoch}: the loss became NaN or infinite, so training "
-        f"stopped. The learning rate {config.lr:g} is probably too large for this model: try "
-        f"{config.lr / 10:g}.{kept}"
+        f"Training diverged in epoch {epoch}: the loss became NaN or infinite, so training stopped. The learning "
+        f"rate {config.lr:g} is probably too large for this model: try {config.lr / 10:g}.{kept}"
     )
     warnings.warn(message, DivergenceWarning, stacklevel=3)
 
@@ -364,13 +346,12 @@ def predict(model: nn.Module, images: Any, k: int = 3, normalize: str | None = N
 
 def _image_batch(images: Any) -> Tensor:
     """`images` as a batch ``(N, 1, 28, 28)``: uint8 0-255, or float already normalised; else a clear error."""
-    if not isinstance(images, Tensor):
-        try:
-            images = torch.as_tensor(images)
-        except (TypeError, ValueError, RuntimeError) as exc:
-            raise InvalidParameterError(
-                f"predict needs images as a tensor or NumPy array, got {type(images).__name__}."
-            ) from exc
+    try:
+        images = torch.as_tensor(images)  # a tensor stays as it is
+    except (TypeError, ValueError, RuntimeError) as exc:
+        raise InvalidParameterError(
+            f"predict needs images as a tensor or NumPy array, got {type(images).__name__}."
+        ) from exc
     shape = tuple(images.shape)
     if shape[-2:] != (28, 28) or images.ndim > 4 or (images.ndim == 4 and shape[1] != 1):
         raise InvalidParameterError(
