@@ -43,33 +43,11 @@ _HOMES = {
     "train_epoch": "train",
 }
 
-__all__ = [
-    "MODELS",
-    "DeviceLoader",
-    "History",
-    "MnistLabError",
-    "TrainConfig",
-    "__version__",
-    "build_model",
-    "count_parameters",
-    "evaluate",
-    "fit",
-    "get_device",
-    "load_checkpoint",
-    "load_mnist",
-    "mnist_dataset",
-    "mnist_loaders",
-    "normalize",
-    "predict",
-    "save_checkpoint",
-    "set_seed",
-    "train_epoch",
-]
+__all__ = sorted(["__version__", *_HOMES])
 
 
 def __getattr__(name: str) -> Any:
-    """``mnist_lab.fit`` and the other public names, imported from their module on first use;
-    ``mnist_lab.data`` and the other modules too (``import mnist_lab`` used to import them)."""
+    """The public names and the modules (``mnist_lab.data``...), imported on first use."""
     if name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
         globals()[name] = value  # the next lookup finds it without calling __getattr__
