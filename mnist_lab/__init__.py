@@ -22,25 +22,18 @@ __version__ = "0.1.0"
 
 # Each public name and the module it comes from.
 _HOMES = {
-    "load_checkpoint": "checkpoints",
-    "save_checkpoint": "checkpoints",
-    "TrainConfig": "config",
-    "DeviceLoader": "data",
-    "load_mnist": "data",
-    "mnist_dataset": "data",
-    "mnist_loaders": "data",
-    "normalize": "data",
-    "get_device": "devices",
-    "set_seed": "devices",
-    "MnistLabError": "errors",
-    "History": "history",
-    "MODELS": "models",
-    "build_model": "models",
-    "count_parameters": "models",
-    "evaluate": "train",
-    "fit": "train",
-    "predict": "train",
-    "train_epoch": "train",
+    name: module
+    for module, names in {
+        "checkpoints": ("load_checkpoint", "save_checkpoint"),
+        "config": ("TrainConfig",),
+        "data": ("DeviceLoader", "load_mnist", "mnist_dataset", "mnist_loaders", "normalize"),
+        "devices": ("get_device", "set_seed"),
+        "errors": ("MnistLabError",),
+        "history": ("History",),
+        "models": ("MODELS", "build_model", "count_parameters"),
+        "train": ("evaluate", "fit", "predict", "train_epoch"),
+    }.items()
+    for name in names
 }
 
 __all__ = sorted(["__version__", *_HOMES])

@@ -241,9 +241,8 @@ def undeclared_error(
 ) -> InvalidParameterError:
     """The error for parameters that `notebook` does not declare, with the closest declared names."""
     declared = list(declared)
-    parts = [
-        f"{name!r}" + (f" (did you mean {guess!r}?)" if (guess := closest(name, declared)) else "") for name in names
-    ]
+    guesses = {name: closest(name, declared) for name in names}
+    parts = [f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else "") for name, guess in guesses.items()]
     return InvalidParameterError(
         f"{origin} sets {', '.join(parts)}, which {notebook} does not declare. Its parameters are: "
         f"{', '.join(declared) or '(none)'}. Use one of those names, or declare the new one in its parameters cell."
@@ -581,39 +580,24 @@ def execute_run(notebook: bytes, params: dict[str, Any], timeout: int | None) ->
         }
 
 
-def _json_object(data: str | bytes) -> dict[str, Any]:
-    """`data` parsed as a JSON object; {} when it is not one (not JSON, cut short, a list)."""
-    with contextlib.suppress(ValueError):
-        parsed = json.loads(data)
-        if isinstance(parsed, dict):
-            return parsed
-    return {}
-
-
-def _read_json(path: Path) -> dict[str, Any]:
+def _json_object(data: Path | bytes) -> dict[str, Any]:
+    """`data` (a file, or bytes) as a JSON object; {} for anything else (missing, not JSON, cut short, a list)."""
     try:
-        return _json_object(path.read_bytes())
-    except OSError:
+        parsed = json.loads(data.read_bytes() if isinstance(data, Path) else data)
+    except (OSError, ValueError):
         return {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _row(job: Job, out: Path, status: str, seconds: float | None, error: str = "") -> dict[str, Any]:
-    metrics = _read_json(out / job.name / METRICS_FILE)
-    return {
-        "notebook": job.stem,
-        **job.grid,
-        "status": status,
-        "test_acc": metrics.get("test_acc"),
-        "epochs": metrics.get("epochs"),
-        "seconds": seconds,
-        "device": metrics.get("device"),
-        "error": error,
-    }
+    metrics = _json_object(out / job.name / METRICS_FILE)
+    reported = {key: metrics.get(key) for key in ("test_acc", "epochs", "device")}
+    return {"notebook": job.stem, **job.grid, "status": status, "seconds": seconds, "error": error, **reported}
 
 
 def finished_row(job: Job, out: Path) -> dict[str, Any] | None:
     """The ``skipped`` row if `job` already ran successfully with the same notebook and parameters."""
-    state = _read_json(out / job.name / STATE_FILE)
+    state = _json_object(out / job.name / STATE_FILE)
     if state.get("status") != "ok" or state.get("key") != job.key() or not (out / f"{job.name}.ipynb").exists():
         return None
     return _row(job, out, "skipped", state.get("seconds"))
@@ -653,36 +637,48 @@ def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
 
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
-    """A `distributed.Client`: of the cluster at `scheduler`, else of a new local cluster of `jobs` processes."""
+    """A `distributed.Client`: of the cluster at `scheduler`, else of a new local cluster of `jobs` processes.
+
+    After an exception in the block (Ctrl-C, a failure), Dask, tornado and asyncio log nothing while the
+    client and cluster close, so they close without zmq/asyncio tracebacks.
+    """
     import logging
 
     from distributed import Client, LocalCluster
 
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(
-                f"No Dask scheduler answers at {scheduler!r} ({exc}). Start one (`dask scheduler`, then "
-                "`dask worker ADDRESS` on each machine) and pass the address it prints, e.g. tcp://10.0.0.5:8786."
-            ) from exc
-        with client:
-            yield client
-        return
-    # One thread per worker process: papermill changes the process's working directory.
-    # Everything listens on 127.0.0.1 only; port 0 = any free port.
-    with (
-        LocalCluster(
-            n_workers=jobs,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("distributed", "tornado", "asyncio")}
+    try:
+        with contextlib.ExitStack() as stack:
+            if scheduler is None:
+                # One thread per worker process: papermill changes the process's working directory.
+                # Everything listens on 127.0.0.1 only; port 0 = any free port.
+                cluster = LocalCluster(
+                    n_workers=jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR,
+                )
+                client = stack.enter_context(Client(stack.enter_context(cluster)))
+            else:
+                try:
+                    client = stack.enter_context(Client(scheduler, timeout="10s"))
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise SchedulerError(
+                        f"No Dask scheduler answers at {scheduler!r} ({exc}). Start one (`dask scheduler`, then "
+                        "`dask worker ADDRESS` on each machine) and pass the address it prints, e.g. "
+                        "tcp://10.0.0.5:8786."
+                    ) from exc
+            try:
+                yield client
+            except BaseException:
+                for logger in loggers:
+                    logger.setLevel(logging.CRITICAL + 1)
+                raise
+    finally:
+        for logger, level in loggers.items():
+            logger.setLevel(level)
 
 
 def gpu_resources(client: Any) -> dict[str, int] | None:
@@ -917,25 +913,6 @@ def batch_lock(out: Path) -> Iterator[Path]:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def quiet_shutdown() -> Iterator[Callable[[], None]]:
-    """Yields ``silence()``: once called (after an interrupt or a failure), Dask, tornado and asyncio log no
-    tracebacks until this block ends, so the client and cluster close without zmq/asyncio noise."""
-    import logging
-
-    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("distributed", "tornado", "asyncio")}
-
-    def silence() -> None:
-        for logger in loggers:
-            logger.setLevel(logging.CRITICAL + 1)
-
-    try:
-        yield silence
-    finally:
-        for logger, level in loggers.items():
-            logger.setLevel(level)
-
-
 def run_batch(
     notebooks: Sequence[str | os.PathLike[str]] | None = None,
     params: Sequence[tuple[str, str]] = (),
@@ -992,13 +969,9 @@ def _run_locked(
     interrupted: KeyboardInterrupt | None = None
     try:
         if todo:
-            with quiet_shutdown() as silence, dask_client(scheduler, jobs) as client:
+            with dask_client(scheduler, jobs) as client:
                 log(f"Dask dashboard: {client.dashboard_link}")
-                try:
-                    run_on_dask(todo, out_dir, timeout, client, done)
-                except BaseException:
-                    silence()  # the client and cluster close as this unwinds: no tracebacks from them
-                    raise
+                run_on_dask(todo, out_dir, timeout, client, done)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`) as `mnist_lab.cli` raises it
         interrupted = exc
         by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
