@@ -814,10 +814,7 @@ def write_summary(rows: list[dict[str, Any]], jobs: list[Job], out: Path) -> tup
         for row in rows
     ]
     lines += [*_markdown_table(columns, cells), "", "## Parameters passed", ""]
-    firsts: dict[str, Job] = {}
-    for job in jobs:
-        firsts.setdefault(job.stem, job)
-    for job in firsts.values():
+    for job in {job.stem: job for job in jobs}.values():  # one per notebook: its runs differ in swept values only
         given = {k: v for k, v in job.params.items() if k != INJECTED and k not in job.grid}
         shown = ", ".join(f"`{k} = {v!r}`" for k, v in given.items()) or "defaults"
         lines.append(f"- {job.stem}: {shown}" + (f"; swept: {', '.join(job.grid)}" if job.grid else ""))
@@ -871,8 +868,8 @@ def _report(log: Callable[[str], None], index: int, total: int, name: str, row: 
     log(f"[{index}/{total}] {name}: {row['status']}{detail}")
 
 
-def _whole(value: Any, minimum: int = 1) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and value >= minimum
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @contextlib.contextmanager

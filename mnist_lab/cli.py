@@ -24,7 +24,7 @@ from .config import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 from .data import check_files, find_files, locate, search_dirs
 from .devices import DEVICES, get_device, set_seed
 from .errors import InvalidParameterError, MnistLabError, Terminated, check_positive_int, out_of_memory
-from .files import check_figure_path, check_outputs, check_writable, save_figure, write_json
+from .files import check_outputs, check_writable, figure_format, save_figure, write_json
 from .models import build_model, model_class, model_table
 from .train import fit
 
@@ -119,7 +119,8 @@ def _check_train_outputs(args: argparse.Namespace, net) -> None:
     if args.json:
         check_writable(args.json, overwrite=args.overwrite)
     if args.plot:
-        check_figure_path(args.plot, overwrite=args.overwrite)
+        figure_format(args.plot)  # a suffix matplotlib can write
+        check_writable(args.plot, overwrite=args.overwrite)
     inputs = {f"the MNIST data file {name}": path for name, path in find_files(args.data_dir).items()}
     check_outputs({"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}, inputs)
     if args.checkpoint:

@@ -138,12 +138,6 @@ def figure_format(path: str | os.PathLike[str]) -> str:
     return suffix or "png"
 
 
-def check_figure_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """`check_writable`, and a suffix matplotlib can write (`figure_format`)."""
-    figure_format(path)
-    return check_writable(path, overwrite=overwrite)
-
-
 def _same_file(a: Path, b: Path) -> bool:
     if a.resolve() == b.resolve():
         return True
