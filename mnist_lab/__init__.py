@@ -22,54 +22,25 @@ __version__ = "0.1.0"
 
 # Each public name and the module it comes from.
 _HOMES = {
-    "load_checkpoint": "checkpoints",
-    "save_checkpoint": "checkpoints",
-    "TrainConfig": "config",
-    "DeviceLoader": "data",
-    "load_mnist": "data",
-    "mnist_dataset": "data",
-    "mnist_loaders": "data",
-    "normalize": "data",
-    "get_device": "devices",
-    "set_seed": "devices",
-    "MnistLabError": "errors",
-    "History": "history",
-    "MODELS": "models",
-    "build_model": "models",
-    "count_parameters": "models",
-    "evaluate": "train",
-    "fit": "train",
-    "predict": "train",
-    "train_epoch": "train",
+    name: module
+    for module, names in {
+        "checkpoints": ("load_checkpoint", "save_checkpoint"),
+        "config": ("TrainConfig",),
+        "data": ("DeviceLoader", "load_mnist", "mnist_dataset", "mnist_loaders", "normalize"),
+        "devices": ("get_device", "set_seed"),
+        "errors": ("MnistLabError",),
+        "history": ("History",),
+        "models": ("MODELS", "build_model", "count_parameters"),
+        "train": ("evaluate", "fit", "predict", "train_epoch"),
+    }.items()
+    for name in names
 }
 
-__all__ = [
-    "MODELS",
-    "DeviceLoader",
-    "History",
-    "MnistLabError",
-    "TrainConfig",
-    "__version__",
-    "build_model",
-    "count_parameters",
-    "evaluate",
-    "fit",
-    "get_device",
-    "load_checkpoint",
-    "load_mnist",
-    "mnist_dataset",
-    "mnist_loaders",
-    "normalize",
-    "predict",
-    "save_checkpoint",
-    "set_seed",
-    "train_epoch",
-]
+__all__ = sorted(["__version__", *_HOMES])
 
 
 def __getattr__(name: str) -> Any:
-    """``mnist_lab.fit`` and the other public names, imported from their module on first use;
-    ``mnist_lab.data`` and the other modules too (``import mnist_lab`` used to import them)."""
+    """The public names and the modules (``mnist_lab.data``...), imported on first use."""
     if name in _HOMES:
         value = getattr(importlib.import_module(f".{_HOMES[name]}", __name__), name)
         globals()[name] = value  # the next lookup finds it without calling __getattr__

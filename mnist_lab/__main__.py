@@ -1,10 +1,7 @@
 """The entry point of the ``mnist-lab`` command and of ``python -m mnist_lab``.
 
-`launch` installs the SIGTERM handler first and only then imports the command line
-(`mnist_lab.cli`, which imports torch: seconds on a busy machine). So Ctrl-C or SIGTERM at
-any moment of start-up gives the same one line and exit status as later (130 or 143), never
-a traceback from inside torch's import. This module and ``mnist_lab/__init__.py`` import
-nothing heavy for that reason.
+This module and ``mnist_lab/__init__.py`` import nothing heavy, so that `launch` installs the SIGTERM
+handler before importing the command line (`mnist_lab.cli` imports torch: seconds on a busy machine).
 """
 
 from __future__ import annotations
@@ -23,12 +20,9 @@ def _on_sigterm(signum, frame) -> None:
 
 
 def launch() -> int:
-    """Run ``mnist-lab`` with the arguments in `sys.argv`; returns the exit status.
-
-    A Ctrl-C or SIGTERM that arrives before `mnist_lab.cli.main` handles it itself (while
-    torch and the package are imported, or the options are read) prints one line and
-    returns 130 or 143; nothing has been written by then.
-    """
+    """Run ``mnist-lab`` with the arguments in `sys.argv`; returns the exit status. A Ctrl-C or SIGTERM
+    before `mnist_lab.cli.main` handles them (while torch is imported or the options are read) prints
+    one line and returns 130 or 143, as later; never a traceback, and nothing has been written yet."""
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         from .cli import main

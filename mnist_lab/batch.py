@@ -1,58 +1,24 @@
-"""``mnist-lab batch``: run notebooks of the series with papermill, sweep their parameters, tabulate.
+"""``mnist-lab batch``: run notebooks of the series with papermill on Dask, sweep their parameters, tabulate.
 
-    mnist-lab batch [NOTEBOOK ...] [-p NAME VALUE]... [-f params.yaml | --recipes laptop|auto]
-                    [--grid NAME=V1,V2,...]... --out DIR [--jobs N | --scheduler ADDRESS] [--force]
-                    [--timeout SECONDS]
+README.md ("For instructors: `mnist-lab batch`") shows the use and ``mnist-lab batch --help`` the options.
+What a caller can rely on beyond them:
 
-Runs the given notebooks (default: every ``notebooks/[0-9]*.ipynb`` of the repository, in
-order) on the Jupyter kernel ``python3`` of the Python running the worker, with the
-**repository root as working directory** (the checkout holding mnist_lab; the current folder
-when mnist_lab is installed outside a checkout), the same as the committed outputs were made.
-
-Runs. Without ``--grid`` each notebook is one run named ``<stem>``. ``--grid NAME=V1,V2,...``
-(repeatable; each value read as YAML like ``-p``; ``NAME=A..B`` is every whole number from A
-to B) makes every combination of the grids a notebook declares one run, named
-``<stem>/<name>=<value>,...`` (values made safe for a file name). Each run ``R`` writes:
-
-- ``DIR/R.ipynb``: the executed copy (atomically; a failed run keeps the cells it ran and
-  the traceback);
-- ``DIR/R/``: the files the notebook wrote to its ``output_dir`` (``metrics.json``, figures);
-- ``DIR/R/batch.json``: written last, after a successful run: the notebook's SHA-256 and the
-  effective parameters. A later batch with the same notebook file and parameters skips the
-  run (status ``skipped``) unless ``--force``, so an interrupted batch resumes where it stopped.
-
-Summary: ``DIR/summary.md`` and ``DIR/summary.csv`` hold one row per run (notebook, the swept
-values, status, final test accuracy, epochs, seconds, device, error). For every notebook
-that was swept, ``DIR/sweep.csv`` and ``summary.md`` add an aggregate table (per combination
-of the non-seed parameters: mean, standard deviation, min and max of the test accuracy over
-the seeds, runs and failures) and ``DIR/<stem>/sweep.png`` plots it.
-
-Parameters. ``-f FILE`` is a YAML mapping; a parameter name sets it for every notebook, a
-notebook stem (e.g. ``03_mlp:``) holds that notebook's own parameters. Precedence: ``-f``
-common < ``-f`` per-notebook < ``-p``. A name (from ``-p``, ``-f`` or ``--grid``) that no
-chosen notebook declares, as papermill's ``inspect_notebook`` reads its parameters cell, is
-refused before anything runs (exit status 2). ``output_dir`` is set by batch. ``--recipes
-laptop`` reads ``notebooks/laptop.yaml`` (CPU-sized settings) as the ``-f`` file; ``--recipes
-auto`` (what ``make run`` passes) does so where there is no CUDA GPU and no ``-f``, and says
-which it chose; ``full`` (the default) adds nothing.
-
-Where runs execute: on Dask. Without ``--scheduler``, a local cluster of ``--jobs`` worker
-processes on this machine; with ``--scheduler tcp://HOST:8786``, an existing cluster. Each run
-executes on a worker in a scratch folder and sends its executed notebook and output files back;
-only this process writes under ``DIR``, so workers need no shared file system (they find
-MNIST through ``MNIST_LAB_DATA`` or download it). Where workers declare a ``GPU`` resource
-(``dask worker --resources GPU=1``), each run asks for one. Failures (an exception, a cell
-longer than ``--timeout``, a dying kernel or worker) are recorded and do not stop the other
-runs; the exit status is then 1. Ctrl-C cancels what has not finished (exit status 130;
-SIGTERM, which ``mnist_lab.cli`` raises as `Terminated`, the same with 143).
-
-Safety. Batch writes only inside DIR, under names taken from each notebook file's own stem
-(which must be a plain file name). Refused before anything runs (exit status 2): an executed
-copy or run folder that would land on a source notebook, a file where a run folder belongs or
-a folder, link or device where a file belongs, and in ``-f``/``-p`` a key given twice, a key
-that is not text, a value JSON cannot hold (a date, ``!!binary``) or an unquoted ``1e-3``
-(text in YAML 1.1). While it runs, batch holds ``DIR/.mnist-lab-batch.lock`` (an ``flock``),
-so a second batch on DIR is refused, naming the first one's process.
+- The working directory of every notebook is the repository root (the checkout holding mnist_lab; else
+  the current folder), its kernel ``python3`` of the worker's own Python.
+- A run ``R`` (``<stem>``, or ``<stem>/<name>=<value>,...`` with values made safe for a file name)
+  writes ``DIR/R.ipynb`` (atomically; a failed run keeps the cells it ran), ``DIR/R/`` (its
+  ``output_dir``) and, last and only after success, ``DIR/R/batch.json`` (the notebook's SHA-256 and
+  the effective parameters): the same notebook file and parameters are then skipped unless ``--force``.
+- Parameters: ``-f`` common < ``-f`` per-notebook section < ``-p``; ``output_dir`` is set by batch.
+- Only this process writes, only inside DIR, under names from each notebook file's own stem. Refused
+  before anything runs (exit status 2): a name no chosen notebook declares (as papermill's
+  ``inspect_notebook`` reads it); a result that would land on a source notebook; a file where a run
+  folder belongs or a folder, link or device where a file belongs; in ``-f``/``-p`` a key given twice,
+  a key that is not text, a value JSON cannot hold or an unquoted ``1e-3`` (text in YAML 1.1); a DIR
+  another batch holds (``DIR/.mnist-lab-batch.lock``, an ``flock``; the refusal names its process).
+- Exit status: 0; 1 when a run failed (an exception, a cell longer than ``--timeout``, a dead kernel
+  or worker: the other runs go on); 130 on Ctrl-C and 143 on SIGTERM (``mnist_lab.cli`` raises it as
+  `Terminated`): what has not finished is cancelled, the summary written.
 """
 
 from __future__ import annotations
@@ -83,15 +49,19 @@ STATE_FILE = "batch.json"
 METRICS_FILE = "metrics.json"  # what mnist_lab.notebook.save_metrics writes
 SWEEP_FILE = "sweep.csv"
 FIGURE_FILE = "sweep.png"
+LOCK_FILE = ".mnist-lab-batch.lock"
+LAPTOP_FILE = "laptop.yaml"  # beside the notebooks: CPU-sized settings for the whole series
 SUMMARY_COLUMNS = ("notebook", "status", "test_acc", "epochs", "seconds", "device", "error")
 AGGREGATE_COLUMNS = ("runs", "failed", "mean", "std", "min", "max")
-EXIT_FAILED, EXIT_INTERRUPTED = 1, 130
+EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 INJECTED = "output_dir"  # set by batch for every notebook that declares it
 SEED = "seed"  # the grid parameter the aggregate table averages over
 KERNEL_NAME = "python3"
-EXIT_TERMINATED = 143
-LOCK_FILE = ".mnist-lab-batch.lock"
+RECIPES = ("full", "laptop", "auto")
 PLAIN_STEM = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]*")
+# YAML 1.1 (PyYAML) reads an exponent without a dot (1e-3) as a string; a notebook would then get "1e-3".
+_BARE_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
+JSON_SCALARS = (str, int, float, bool, type(None))
 
 
 class SchedulerError(MnistLabError, ConnectionError):
@@ -111,10 +81,8 @@ class Job:
 
     def key(self) -> str:
         """Hash of the notebook file and the effective parameters: equal keys, same run."""
-        digest = hashlib.sha256()
-        digest.update(file_sha256(self.notebook).encode())
-        digest.update(json.dumps(self.params, sort_keys=True, default=repr).encode())
-        return digest.hexdigest()
+        params = json.dumps(self.params, sort_keys=True, default=repr)
+        return hashlib.sha256((file_sha256(self.notebook) + params).encode()).hexdigest()
 
 
 def file_sha256(path: Path) -> str:
@@ -135,18 +103,11 @@ def default_notebooks(root: Path | None = None) -> list[Path]:
     return sorted(((root or repo_root()) / "notebooks").glob("[0-9]*.ipynb"))
 
 
-RECIPES = ("full", "laptop", "auto")
-LAPTOP_FILE = "laptop.yaml"  # beside the notebooks: CPU-sized settings for the whole series
-
-
 def sized_params_file(
     recipes: str, params_file: str | os.PathLike[str] | None, log: Callable[[str], None] = print
 ) -> str | os.PathLike[str] | None:
-    """The ``-f`` file a batch uses for ``--recipes``: ``full`` (every tutorial's recipe: `params_file`),
-    ``laptop`` (``notebooks/laptop.yaml``) or ``auto`` (full where there is a CUDA GPU, else laptop).
-
-    ``auto`` leaves a file you name with ``-f`` alone; ``laptop`` with ``-f`` is refused (one file).
-    """
+    """The ``-f`` file for ``--recipes``: ``full`` `params_file`, ``laptop`` ``notebooks/laptop.yaml``
+    (refused with ``-f``), ``auto`` laptop where there is no CUDA GPU and no ``-f``, else `params_file`."""
     if recipes not in RECIPES:
         raise InvalidParameterError(f"--recipes must be one of {', '.join(RECIPES)}, got {recipes!r}.")
     if recipes == "full" or (recipes == "auto" and params_file is not None):
@@ -172,16 +133,9 @@ def sized_params_file(
     return laptop
 
 
-# --------------------------------------------------------------------------- parameters and grids
-
-
-# YAML 1.1 (PyYAML) reads an exponent without a dot (1e-3) as a string; a notebook would then get "1e-3".
-_BARE_EXPONENT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-JSON_SCALARS = (str, int, float, bool, type(None))
-
-
-def _strict_loader() -> type:
-    """`yaml.SafeLoader` that refuses duplicate keys and an unquoted ``1e-3`` (a string in YAML 1.1)."""
+def load_yaml(text: str) -> Any:
+    """`text` read as YAML by a `yaml.SafeLoader` that refuses duplicate keys and an unquoted ``1e-3``
+    (raises `InvalidParameterError` for those, `yaml.YAMLError` for bad YAML)."""
     import yaml
 
     class StrictLoader(yaml.SafeLoader):
@@ -210,14 +164,7 @@ def _strict_loader() -> type:
             return text
 
     StrictLoader.add_constructor("tag:yaml.org,2002:str", StrictLoader.construct_yaml_str)
-    return StrictLoader
-
-
-def load_yaml(text: str) -> Any:
-    """`text` read as YAML by `_strict_loader` (raises `InvalidParameterError` or `yaml.YAMLError`)."""
-    import yaml
-
-    return yaml.load(text, Loader=_strict_loader())  # noqa: S506 (a SafeLoader subclass)
+    return yaml.load(text, Loader=StrictLoader)  # noqa: S506 (a SafeLoader subclass)
 
 
 def check_json_value(value: Any, where: str) -> Any:
@@ -283,13 +230,6 @@ def safe_value(value: Any) -> str:
     return safe
 
 
-def run_name(stem: str, values: dict[str, Any]) -> str:
-    """``03_mlp`` without swept values, else e.g. ``03_mlp/lr=0.1,seed=3`` (always one level below DIR/stem)."""
-    if not values:
-        return stem
-    return stem + "/" + ",".join(f"{name}={safe_value(value)}" for name, value in values.items())
-
-
 def closest(name: str, choices: Iterable[str]) -> str | None:
     """The choice most like `name` (a likely typo), or None."""
     matches = difflib.get_close_matches(name, list(choices), n=1, cutoff=0.6)
@@ -301,10 +241,8 @@ def undeclared_error(
 ) -> InvalidParameterError:
     """The error for parameters that `notebook` does not declare, with the closest declared names."""
     declared = list(declared)
-    parts = []
-    for name in names:
-        guess = closest(name, declared)
-        parts.append(f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else ""))
+    guesses = {name: closest(name, declared) for name in names}
+    parts = [f"{name!r}" + (f" (did you mean {guess!r}?)" if guess else "") for name, guess in guesses.items()]
     return InvalidParameterError(
         f"{origin} sets {', '.join(parts)}, which {notebook} does not declare. Its parameters are: "
         f"{', '.join(declared) or '(none)'}. Use one of those names, or declare the new one in its parameters cell."
@@ -342,9 +280,6 @@ def declared_parameters(notebook: str | os.PathLike[str]) -> dict[str, str]:
     except Exception as exc:  # papermill raises plain exceptions for unreadable JSON
         raise InvalidParameterError(f"Cannot read the parameters of {notebook}: {exc}") from exc
     return {name: info["default"] for name, info in found.items()}
-
-
-# --------------------------------------------------------------------------- planning (no side effects)
 
 
 def _split_params_file(
@@ -437,8 +372,16 @@ def _check_names(names: dict[str, str], jobs: list[Job]) -> None:
             raise InvalidParameterError(
                 f"{origin} sets {INJECTED!r}, which batch sets itself (DIR/<notebook>); choose DIR with --out."
             )
-        if not any(name in job.declared for job in jobs):
-            raise _declared_by_none(name, origin, jobs)
+        if any(name in job.declared for job in jobs):
+            continue
+        if len(jobs) == 1:
+            raise undeclared_error([name], str(jobs[0].notebook), jobs[0].declared, origin)
+        guess = closest(name, sorted({p for job in jobs for p in job.declared}))
+        hint = f" Did you mean {guess!r}?" if guess else ""
+        listing = "; ".join(f"{job.stem}: {', '.join(job.declared) or '(none)'}" for job in jobs)
+        raise InvalidParameterError(
+            f"{origin} sets {name!r}, which none of the chosen notebooks declares.{hint} Their parameters: {listing}."
+        )
 
 
 def plan(
@@ -448,12 +391,7 @@ def plan(
     out: str | os.PathLike[str] = "results/batch",
     grid: Sequence[str] = (),
 ) -> list[Job]:
-    """Check everything and decide every run's parameters; raises before anything is written.
-
-    Errors (`MnistLabError`): a missing or duplicate notebook, a bad ``-f`` file or ``--grid``,
-    a name no chosen notebook declares, a per-notebook name its notebook does not declare,
-    a name both set and swept, ``output_dir`` given by hand.
-    """
+    """Check everything and decide every run's parameters; raises (`MnistLabError`) before anything is written."""
     out_dir = Path(out).resolve()
     notebooks_found = _chosen_notebooks(notebooks, out_dir)
     by_stem = {job.stem: job for job in notebooks_found}
@@ -496,7 +434,8 @@ def plan(
         swept = {name: values for name, values in sweeps.items() if name in base.declared}
         for combination in itertools.product(*swept.values()):
             values = dict(zip(swept, combination))
-            name = run_name(base.stem, values)
+            # "03_mlp" without swept values, else e.g. "03_mlp/lr=0.1,seed=3" (one level below DIR/stem)
+            name = base.stem + ("/" + ",".join(f"{k}={safe_value(v)}" for k, v in values.items()) if values else "")
             run = Job(base.notebook, base.stem, base.declared, {**params, **values}, values, name)
             if INJECTED in base.declared:
                 run.params[INJECTED] = str(out_dir / name)
@@ -504,46 +443,24 @@ def plan(
     return runs
 
 
-def _declared_by_none(name: str, origin: str, jobs: list[Job]) -> InvalidParameterError:
-    if len(jobs) == 1:
-        return undeclared_error([name], str(jobs[0].notebook), jobs[0].declared, origin)
-    every = sorted({p for job in jobs for p in job.declared})
-    guess = closest(name, every)
-    hint = f" Did you mean {guess!r}?" if guess else ""
-    listing = "; ".join(f"{job.stem}: {', '.join(job.declared) or '(none)'}" for job in jobs)
-    return InvalidParameterError(
-        f"{origin} sets {name!r}, which none of the chosen notebooks declares.{hint} Their parameters: {listing}."
-    )
-
-
-# --------------------------------------------------------------------------- one run, on a Dask worker
-
-
-def _first_line(text: str) -> str:
-    lines = [line.strip() for line in str(text).splitlines() if line.strip()]
-    return lines[0] if lines else ""
-
-
 def describe_failure(exc: BaseException) -> str:
     """The summary's error text: exception name and the first line of its message."""
     ename = getattr(exc, "ename", None)  # papermill's PapermillExecutionError: the notebook's own exception
+    evalue = getattr(exc, "evalue", "") if ename else str(exc)
+    first = next((line.strip() for line in str(evalue).splitlines() if line.strip()), "")
     if ename:
         where = f" (at In [{exc.exec_count}])" if getattr(exc, "exec_count", None) else ""
-        return f"{ename}: {_first_line(getattr(exc, 'evalue', ''))}{where}"
-    message = _first_line(str(exc))
-    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+        return f"{ename}: {first}{where}"
+    return f"{type(exc).__name__}: {first}" if first else type(exc).__name__
 
 
 KERNEL_SETTLE_SECONDS = 10  # the longest a kernel shutting down may take to finish an interrupted cell
 
 
 def this_python_kernel_manager() -> type:
-    """A jupyter kernel manager whose ``python3`` kernel is the interpreter running this code.
-
-    A ``python3`` kernelspec elsewhere (e.g. ``~/.local/share/jupyter/kernels``, from another
-    Python install) would otherwise win and run the notebooks without this environment's
-    mnist_lab and torch.
-    """
+    """A jupyter kernel manager whose ``python3`` kernel is the interpreter running this code (a ``python3``
+    kernelspec of another Python install, e.g. in ``~/.local/share/jupyter/kernels``, would otherwise win
+    and run the notebooks without this environment's mnist_lab and torch)."""
     import ipykernel.kernelspec
     import zmq
     from jupyter_client import AsyncKernelManager
@@ -573,11 +490,9 @@ def this_python_kernel_manager() -> type:
             return ThisPythonKernelSpecs(data_dir=self.data_dir)
 
         async def shutdown_kernel(self, now: bool = False, restart: bool = False) -> None:
-            """Interrupt a busy kernel and wait (a few seconds at most) until it answers again, then shut it down.
-
-            jupyter_client interrupts and asks for the shutdown at once: after a timeout the cell's
-            reply then races the closing sockets, and the kernel logs a ZMQError traceback.
-            """
+            # Interrupt a busy kernel and wait (KERNEL_SETTLE_SECONDS at most) until it answers, then shut
+            # it down: jupyter_client asks for the shutdown at once, so after a timeout the cell's reply
+            # races the closing sockets and the kernel logs a ZMQError traceback.
             if not now and self.has_kernel and await self.is_alive():
                 await self.interrupt_kernel()
                 client = self.client()
@@ -596,22 +511,17 @@ def this_python_kernel_manager() -> type:
 # papermill changes the working directory of the whole process while it runs a notebook, so a
 # worker process with several threads runs one notebook at a time (the local cluster has one thread).
 _ONE_AT_A_TIME = threading.Lock()
-# What Dask's nanny sets for its worker processes and a notebook's kernel must not inherit: the
-# thread limits, and glibc's trim threshold (65,536 bytes: memory freed is handed back to the system
-# at once, so every training step page-faults its activations in again; measured on the 2-core CPU,
-# 2026-12-02, one epoch of keras_cnn on 12,800 images took 4.65 s in a batch kernel against 1.7 s).
+# What Dask's nanny sets on its worker processes (so that tasks sharing one do not oversubscribe the CPUs
+# or hold memory) and a notebook's kernel, a process of its own, must not inherit: the thread limits, and
+# glibc's trim threshold (65,536 bytes: memory freed is handed back to the system at once, so every
+# training step page-faults its activations in again; measured on the 2-core CPU, 2026-12-02, one epoch
+# of keras_cnn on 12,800 images took 4.65 s in a batch kernel against 1.7 s).
 KERNEL_LIFTED_VARIABLES = ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MALLOC_TRIM_THRESHOLD_")
 
 
 @contextlib.contextmanager
 def kernel_env_as_outside_dask() -> Iterator[None]:
-    """Lift the process settings Dask's nanny puts on its worker processes while a kernel starts.
-
-    The nanny sets ``OMP_NUM_THREADS=1`` (and MKL's, OpenBLAS's) so that tasks sharing a worker
-    process do not oversubscribe the CPUs, and ``MALLOC_TRIM_THRESHOLD_`` to keep a worker's
-    memory small; a notebook's kernel is a process of its own, which would then train on one
-    thread and re-fault its memory every step. Only values equal to what the nanny sets are lifted.
-    """
+    """Lift `KERNEL_LIFTED_VARIABLES` while a kernel starts, where they hold what Dask's nanny sets."""
     import dask
 
     set_by_dask = dask.config.get("distributed.nanny.pre-spawn-environ", {}) or {}
@@ -660,72 +570,37 @@ def execute_run(notebook: bytes, params: dict[str, Any], timeout: int | None) ->
             )
         except Exception as exc:  # any failure of the notebook, its kernel or papermill: record, go on
             status, error = "failed", describe_failure(exc)
-        files = {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()}
         return {
             "status": status,
             "error": error,
             "seconds": round(time.perf_counter() - started, 1),
             "notebook": executed.read_bytes() if executed.exists() else None,
-            "files": files,
+            "files": {str(p.relative_to(output)): p.read_bytes() for p in sorted(output.rglob("*")) if p.is_file()},
             "host": socket.gethostname(),
         }
 
 
-# --------------------------------------------------------------------------- results, on the client
-
-
-def _read_json(path: Path) -> dict[str, Any]:
+def _json_object(data: Path | bytes) -> dict[str, Any]:
+    """`data` (a file, or bytes) as a JSON object; {} for anything else (missing, not JSON, cut short, a list)."""
     try:
-        data = json.loads(path.read_text())
+        parsed = json.loads(data.read_bytes() if isinstance(data, Path) else data)
     except (OSError, ValueError):
         return {}
-    return data if isinstance(data, dict) else {}
+    return parsed if isinstance(parsed, dict) else {}
 
 
 def _row(job: Job, out: Path, status: str, seconds: float | None, error: str = "") -> dict[str, Any]:
-    metrics = _read_json(out / job.name / METRICS_FILE)
-    return {
-        "notebook": job.stem,
-        **job.grid,
-        "status": status,
-        "test_acc": metrics.get("test_acc"),
-        "epochs": metrics.get("epochs"),
-        "seconds": seconds,
-        "device": metrics.get("device"),
-        "error": error,
-    }
+    metrics = _json_object(out / job.name / METRICS_FILE)
+    reported = {key: metrics.get(key) for key in ("test_acc", "epochs", "device")}
+    return {"notebook": job.stem, **job.grid, "status": status, "seconds": seconds, "error": error, **reported}
 
 
 def finished_row(job: Job, out: Path) -> dict[str, Any] | None:
     """The ``skipped`` row if `job` already ran successfully with the same notebook and parameters."""
-    state = _read_json(out / job.name / STATE_FILE)
+    state = _json_object(out / job.name / STATE_FILE)
     if state.get("status") != "ok" or state.get("key") != job.key() or not (out / f"{job.name}.ipynb").exists():
         return None
     return _row(job, out, "skipped", state.get("seconds"))
-
-
-def _inside(folder: Path, relative: str) -> Path:
-    """``folder / relative``, refusing a path that would leave `folder` (a worker sends names)."""
-    path = (folder / relative).resolve()
-    if not path.is_relative_to(folder.resolve()):
-        raise InvalidParameterError(f"A worker sent a file {relative!r} outside {folder}; it was not written.")
-    return path
-
-
-def clear_stale(job: Job, out: Path) -> None:
-    """Remove an earlier run's state and metrics, which must not describe the run about to start."""
-    for stale in (STATE_FILE, METRICS_FILE):
-        with contextlib.suppress(FileNotFoundError):
-            (out / job.name / stale).unlink()
-
-
-def _is_notebook(data: bytes) -> bool:
-    """Whether `data` is a whole notebook file (JSON with cells), not the start of one."""
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return False
-    return isinstance(parsed, dict) and isinstance(parsed.get("cells"), list)
 
 
 def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
@@ -733,9 +608,12 @@ def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
     folder = out / job.name
     folder.mkdir(parents=True, exist_ok=True)
     for relative, data in result["files"].items():
-        with atomic_write(_inside(folder, relative), "wb") as handle:
+        path = (folder / relative).resolve()
+        if not path.is_relative_to(folder.resolve()):
+            raise InvalidParameterError(f"A worker sent a file {relative!r} outside {folder}; it was not written.")
+        with atomic_write(path, "wb") as handle:
             handle.write(data)
-    if result["notebook"] is not None and not _is_notebook(result["notebook"]):
+    if result["notebook"] is not None and not isinstance(_json_object(result["notebook"]).get("cells"), list):
         # papermill's write of the executed copy broke off (a killed kernel or worker): keep no torso
         result = {**result, "notebook": None, "status": "failed"}
         result["error"] = result["error"] or "the executed copy came back incomplete (not a notebook)"
@@ -757,41 +635,50 @@ def save_result(job: Job, result: dict[str, Any], out: Path) -> dict[str, Any]:
     return _row(job, out, result["status"], result["seconds"], result["error"])
 
 
-# --------------------------------------------------------------------------- Dask
-
-
 @contextlib.contextmanager
 def dask_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
-    """A `distributed.Client`: of the cluster at `scheduler`, else of a new local cluster of `jobs` processes."""
+    """A `distributed.Client`: of the cluster at `scheduler`, else of a new local cluster of `jobs` processes.
+
+    After an exception in the block (Ctrl-C, a failure), Dask, tornado and asyncio log nothing while the
+    client and cluster close, so they close without zmq/asyncio tracebacks.
+    """
     import logging
 
     from distributed import Client, LocalCluster
 
-    if scheduler is not None:
-        try:
-            client = Client(scheduler, timeout="10s")
-        except (OSError, TimeoutError, ValueError) as exc:
-            raise SchedulerError(
-                f"No Dask scheduler answers at {scheduler!r} ({exc}). Start one (`dask scheduler`, then "
-                "`dask worker ADDRESS` on each machine) and pass the address it prints, e.g. tcp://10.0.0.5:8786."
-            ) from exc
-        with client:
-            yield client
-        return
-    # One thread per worker process: papermill changes the process's working directory.
-    # Everything listens on 127.0.0.1 only; port 0 = any free port.
-    with (
-        LocalCluster(
-            n_workers=jobs,
-            threads_per_worker=1,
-            processes=True,
-            host="127.0.0.1",
-            dashboard_address="127.0.0.1:0",
-            silence_logs=logging.ERROR,
-        ) as cluster,
-        Client(cluster) as client,
-    ):
-        yield client
+    loggers = {logging.getLogger(name): logging.getLogger(name).level for name in ("distributed", "tornado", "asyncio")}
+    try:
+        with contextlib.ExitStack() as stack:
+            if scheduler is None:
+                # One thread per worker process: papermill changes the process's working directory.
+                # Everything listens on 127.0.0.1 only; port 0 = any free port.
+                cluster = LocalCluster(
+                    n_workers=jobs,
+                    threads_per_worker=1,
+                    processes=True,
+                    host="127.0.0.1",
+                    dashboard_address="127.0.0.1:0",
+                    silence_logs=logging.ERROR,
+                )
+                client = stack.enter_context(Client(stack.enter_context(cluster)))
+            else:
+                try:
+                    client = stack.enter_context(Client(scheduler, timeout="10s"))
+                except (OSError, TimeoutError, ValueError) as exc:
+                    raise SchedulerError(
+                        f"No Dask scheduler answers at {scheduler!r} ({exc}). Start one (`dask scheduler`, then "
+                        "`dask worker ADDRESS` on each machine) and pass the address it prints, e.g. "
+                        "tcp://10.0.0.5:8786."
+                    ) from exc
+            try:
+                yield client
+            except BaseException:
+                for logger in loggers:
+                    logger.setLevel(logging.CRITICAL + 1)
+                raise
+    finally:
+        for logger, level in loggers.items():
+            logger.setLevel(level)
 
 
 def gpu_resources(client: Any) -> dict[str, int] | None:
@@ -801,34 +688,24 @@ def gpu_resources(client: Any) -> dict[str, int] | None:
 
 
 def run_on_dask(
-    todo: list[Job],
-    out: Path,
-    timeout: int | None,
-    client: Any,
-    done: Callable[[Job, dict[str, Any]], None],
+    todo: list[Job], out: Path, timeout: int | None, client: Any, done: Callable[[Job, dict[str, Any]], None]
 ) -> None:
     """Submit every run in `todo`, write each result as it arrives and call ``done(job, row)``.
 
-    A run whose worker died is resubmitted by Dask (up to ``distributed.scheduler.allowed-failures``
-    times), then recorded as failed (``KilledWorker``). On Ctrl-C every unfinished run is cancelled
-    and KeyboardInterrupt is raised again.
+    Dask resubmits a run whose worker died (``distributed.scheduler.allowed-failures`` times), then it
+    is recorded as failed (``KilledWorker``). On Ctrl-C every unfinished run is cancelled.
     """
     from distributed import as_completed
 
     resources = gpu_resources(client)
     futures = {}
     for job in todo:
-        clear_stale(job, out)
-        future = client.submit(
-            execute_run,
-            job.notebook.read_bytes(),
-            job.params,
-            timeout,
-            key=f"mnist-lab-batch-{job.name}-{job.key()[:12]}",
-            resources=resources,
-            pure=False,
-        )
-        futures[future] = job
+        for stale in (STATE_FILE, METRICS_FILE):  # an earlier run's, which must not describe this one
+            with contextlib.suppress(FileNotFoundError):
+                (out / job.name / stale).unlink()
+        key = f"mnist-lab-batch-{job.name}-{job.key()[:12]}"
+        args = (job.notebook.read_bytes(), job.params, timeout)
+        futures[client.submit(execute_run, *args, key=key, resources=resources, pure=False)] = job
     try:
         for future in as_completed(futures):
             job = futures[future]
@@ -844,19 +721,16 @@ def run_on_dask(
         raise
 
 
-# --------------------------------------------------------------------------- summary
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _fmt_acc(value: Any) -> str:
-    return f"{value:.2%}" if isinstance(value, (int, float)) and not isinstance(value, bool) else ""
+    return f"{value:.2%}" if _is_number(value) else ""
 
 
 def _fmt(value: Any) -> str:
     return "" if value is None else str(value)
-
-
-def _is_number(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _finished(row: dict[str, Any]) -> bool:
@@ -864,7 +738,7 @@ def _finished(row: dict[str, Any]) -> bool:
     return row["status"] != "failed" and _is_number(row["test_acc"])
 
 
-def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[str]]) -> list[str]:
+def _markdown_table(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> list[str]:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     for cells in rows:
         lines.append("| " + " | ".join(str(c).replace("|", "\\|").replace("\n", " ") for c in cells) + " |")
@@ -891,20 +765,13 @@ def aggregate(rows: list[dict[str, Any]], jobs: list[Job]) -> dict[str, list[dic
         group["failed"] += row["status"] == "failed"
         if _finished(row):
             group["accuracies"].append(row["test_acc"])
-    result: dict[str, list[dict[str, Any]]] = {}
-    for stem, groups in tables.items():
+    for groups in tables.values():
         for group in groups.values():
             accs = group["accuracies"]
             group["mean"] = statistics.fmean(accs) if accs else None
             group["std"] = statistics.stdev(accs) if len(accs) > 1 else None
-            group["min"] = min(accs) if accs else None
-            group["max"] = max(accs) if accs else None
-        result[stem] = list(groups.values())
-    return result
-
-
-def _swept_names(jobs: list[Job]) -> list[str]:
-    return list(dict.fromkeys(name for job in jobs for name in job.grid))
+            group["min"], group["max"] = min(accs, default=None), max(accs, default=None)
+    return {stem: list(groups.values()) for stem, groups in tables.items()}
 
 
 def sweep_figure(stem: str, groups: list[dict[str, Any]], names: list[str], seeds: list[Any]) -> Any:
@@ -916,8 +783,7 @@ def sweep_figure(stem: str, groups: list[dict[str, Any]], names: list[str], seed
     from .plots import plot_sweep
 
     others = [name for name in names if name != SEED and name in groups[0]]
-    over = " over seeds" if SEED in names else ""
-    title = f"{stem}: test accuracy{over}"
+    title = f"{stem}: test accuracy{' over seeds' if SEED in names else ''}"
     if not others:  # a seed-only sweep: accuracy against the seed, the mean and spread across them
         return plot_sweep({"": dict(zip(seeds, ([a] for a in groups[0]["accuracies"])))}, SEED, title, True)
     series: dict[str, dict[Any, list[float]]] = {}
@@ -929,7 +795,7 @@ def sweep_figure(stem: str, groups: list[dict[str, Any]], names: list[str], seed
 
 def write_summary(rows: list[dict[str, Any]], jobs: list[Job], out: Path) -> tuple[Path, Path]:
     """Write ``summary.md``, ``summary.csv`` and, if swept, ``sweep.csv`` and figures; returns the first two."""
-    names = _swept_names(jobs)
+    names = list(dict.fromkeys(name for job in jobs for name in job.grid))
     columns = [SUMMARY_COLUMNS[0], *names, *SUMMARY_COLUMNS[1:]]
     _write_csv(out / "summary.csv", columns, rows)
     counts = {status: sum(row["status"] == status for row in rows) for status in ("ok", "failed", "skipped")}
@@ -942,17 +808,13 @@ def write_summary(rows: list[dict[str, Any]], jobs: list[Job], out: Path) -> tup
         "Seconds: wall clock of the whole notebook.",
         "",
     ]
-    cells = []
-    for row in rows:
-        swept = [_fmt(row.get(name)) for name in names]
-        cells.append([row["notebook"], *swept, row["status"], _fmt_acc(row["test_acc"]), _fmt(row["epochs"])])
-        cells[-1] += [_fmt(row["seconds"]), _fmt(row["device"]), _fmt(row["error"])]
-    lines += _markdown_table(columns, cells)
-    lines += ["", "## Parameters passed", ""]
-    firsts: dict[str, Job] = {}
-    for job in jobs:
-        firsts.setdefault(job.stem, job)
-    for job in firsts.values():
+    cells = [
+        [row["notebook"], *(_fmt(row.get(name)) for name in names), row["status"], _fmt_acc(row["test_acc"])]
+        + [_fmt(row[key]) for key in ("epochs", "seconds", "device", "error")]
+        for row in rows
+    ]
+    lines += [*_markdown_table(columns, cells), "", "## Parameters passed", ""]
+    for job in {job.stem: job for job in jobs}.values():  # one per notebook: its runs differ in swept values only
         given = {k: v for k, v in job.params.items() if k != INJECTED and k not in job.grid}
         shown = ", ".join(f"`{k} = {v!r}`" for k, v in given.items()) or "defaults"
         lines.append(f"- {job.stem}: {shown}" + (f"; swept: {', '.join(job.grid)}" if job.grid else ""))
@@ -966,8 +828,7 @@ def _write_csv(path: Path, columns: Sequence[str], rows: Iterable[dict[str, Any]
     buffer = io.StringIO()
     writer = csv.DictWriter(buffer, fieldnames=list(columns), lineterminator="\n", extrasaction="ignore")
     writer.writeheader()
-    for row in rows:
-        writer.writerow({key: _fmt(row.get(key)) for key in columns})
+    writer.writerows({key: _fmt(row.get(key)) for key in columns} for row in rows)
     with atomic_write(path, "w") as handle:
         handle.write(buffer.getvalue())
 
@@ -985,20 +846,17 @@ def _write_sweeps(rows: list[dict[str, Any]], jobs: list[Job], out: Path, names:
         shown = [name for name in others if name in groups[0]]
         over = "over seeds" if any(SEED in job.grid for job in jobs if job.stem == stem) else "per run"
         lines += ["", f"## Sweep of {stem}: test accuracy {over}", ""]
-        cells = []
-        for g in groups:
-            stats = [_fmt_acc(g["mean"]), "" if g["std"] is None else f"{100 * g['std']:.2f} pp"]
-            cells.append([_fmt(g[name]) for name in shown] + [g["runs"], g["failed"], *stats])
-            cells[-1] += [_fmt_acc(g["min"]), _fmt_acc(g["max"])]
+        cells = [
+            [*(_fmt(g[name]) for name in shown), g["runs"], g["failed"], _fmt_acc(g["mean"])]
+            + ["" if g["std"] is None else f"{100 * g['std']:.2f} pp", _fmt_acc(g["min"]), _fmt_acc(g["max"])]
+            for g in groups
+        ]
         lines += _markdown_table([*shown, *AGGREGATE_COLUMNS], cells)
         if any(g["accuracies"] for g in groups):
             seeds = [job.grid.get(SEED) for job, row in zip(jobs, rows) if job.stem == stem and _finished(row)]
             figure = save_figure(sweep_figure(stem, groups, names, seeds), out / stem / FIGURE_FILE)
             lines += ["", f"![{stem} sweep]({figure.relative_to(out).as_posix()})"]
     return lines
-
-
-# --------------------------------------------------------------------------- the batch
 
 
 def _report(log: Callable[[str], None], index: int, total: int, name: str, row: dict[str, Any]) -> None:
@@ -1010,13 +868,8 @@ def _report(log: Callable[[str], None], index: int, total: int, name: str, row: 
     log(f"[{index}/{total}] {name}: {row['status']}{detail}")
 
 
-def _check_options(jobs: int, timeout: int | None, scheduler: str | None) -> None:
-    if isinstance(jobs, bool) or not isinstance(jobs, int) or jobs < 1:
-        raise InvalidParameterError(f"--jobs must be a whole number >= 1, got {jobs!r}.")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, int) or timeout < 1):
-        raise InvalidParameterError(f"--timeout must be a whole number of seconds >= 1, got {timeout!r}.")
-    if scheduler is not None and not scheduler.strip():
-        raise InvalidParameterError("--scheduler needs an address, e.g. tcp://127.0.0.1:8786.")
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 1
 
 
 @contextlib.contextmanager
@@ -1057,26 +910,6 @@ def batch_lock(out: Path) -> Iterator[Path]:
         os.close(fd)
 
 
-@contextlib.contextmanager
-def quiet_shutdown() -> Iterator[Callable[[], None]]:
-    """Yields ``silence()``: once called (after an interrupt or a failure), Dask, tornado and asyncio log no
-    tracebacks until this block ends, so the client and cluster close without zmq/asyncio noise."""
-    import logging
-
-    loggers = [logging.getLogger(name) for name in ("distributed", "tornado", "asyncio")]
-    levels = [logger.level for logger in loggers]
-
-    def silence() -> None:
-        for logger in loggers:
-            logger.setLevel(logging.CRITICAL + 1)
-
-    try:
-        yield silence
-    finally:
-        for logger, level in zip(loggers, levels):
-            logger.setLevel(level)
-
-
 def run_batch(
     notebooks: Sequence[str | os.PathLike[str]] | None = None,
     params: Sequence[tuple[str, str]] = (),
@@ -1091,9 +924,13 @@ def run_batch(
     recipes: str = "full",
 ) -> int:
     """Run the batch (see the module docstring); returns the exit status: 0, 1 (a failure) or 130 (Ctrl-C)."""
-    _check_options(jobs, timeout, scheduler)
-    params_file = sized_params_file(recipes, params_file, log)
-    planned = plan(notebooks, params, params_file, out, grid)
+    if not _whole(jobs):
+        raise InvalidParameterError(f"--jobs must be a whole number >= 1, got {jobs!r}.")
+    if timeout is not None and not _whole(timeout):
+        raise InvalidParameterError(f"--timeout must be a whole number of seconds >= 1, got {timeout!r}.")
+    if scheduler is not None and not scheduler.strip():
+        raise InvalidParameterError("--scheduler needs an address, e.g. tcp://127.0.0.1:8786.")
+    planned = plan(notebooks, params, sized_params_file(recipes, params_file, log), out, grid)
     out_dir = Path(out).resolve()
     check_writable(out_dir / "summary.md")
     check_run_paths(planned, out_dir)
@@ -1111,11 +948,7 @@ def _run_locked(
     scheduler: str | None,
 ) -> int:
     """`run_batch` once its runs are planned, checked and `out_dir` is locked."""
-    rows: dict[str, dict[str, Any]] = {}
-    for job in planned:
-        done = None if force else finished_row(job, out_dir)
-        if done is not None:
-            rows[job.name] = done
+    rows = {job.name: row for job in planned if not force and (row := finished_row(job, out_dir)) is not None}
     todo = [job for job in planned if job.name not in rows]
     where = f"the Dask cluster at {scheduler}" if scheduler else f"a local Dask cluster of {jobs} worker process(es)"
     log(
@@ -1133,13 +966,9 @@ def _run_locked(
     interrupted: KeyboardInterrupt | None = None
     try:
         if todo:
-            with quiet_shutdown() as silence, dask_client(scheduler, jobs) as client:
+            with dask_client(scheduler, jobs) as client:
                 log(f"Dask dashboard: {client.dashboard_link}")
-                try:
-                    run_on_dask(todo, out_dir, timeout, client, done)
-                except BaseException:
-                    silence()  # the client and cluster close as this unwinds: no tracebacks from them
-                    raise
+                run_on_dask(todo, out_dir, timeout, client, done)
     except KeyboardInterrupt as exc:  # Ctrl-C, or SIGTERM (`Terminated`) as `mnist_lab.cli` raises it
         interrupted = exc
         by = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"

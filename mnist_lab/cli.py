@@ -1,11 +1,10 @@
 """The ``mnist-lab`` command line: train, models, data, bench, batch. Every argparse parser lives here.
 
-Every option has ``--help``. Bad input (an unknown model, an impossible number,
-missing data, an output path that cannot or must not be written) prints one clear
-message and exits with status 2; a run that diverges exits with 1; a run
-interrupted by Ctrl-C exits with 130 and one stopped by SIGTERM with 143, after
-saving what it has. SIGTERM is turned into an interrupt (`errors.Terminated`) so
-that the same clean-up runs: no half-written file, no traceback.
+Bad input (an unknown model, an impossible number, missing data, an output path that cannot or
+must not be written) prints one clear message and exits with status 2; a run that diverges exits
+with 1; Ctrl-C exits with 130 and SIGTERM with 143, after saving what the run has. SIGTERM is
+raised as an interrupt (`errors.Terminated`) so that the same clean-up runs: no half-written file,
+no traceback.
 """
 
 from __future__ import annotations
@@ -25,7 +24,7 @@ from .config import NORMALIZATIONS, OPTIMIZERS, SCHEDULES, TrainConfig
 from .data import check_files, find_files, locate, search_dirs
 from .devices import DEVICES, get_device, set_seed
 from .errors import InvalidParameterError, MnistLabError, Terminated, check_positive_int, out_of_memory
-from .files import check_figure_path, check_outputs, check_writable, save_figure, write_json
+from .files import check_outputs, check_writable, figure_format, save_figure, write_json
 from .models import build_model, model_class, model_table
 from .train import fit
 
@@ -52,9 +51,6 @@ TRAIN_HELP = {
     "validation": "hold out the last N training images (never trained on), evaluated every epoch",
 }
 SPEED_SWITCHES = ("amp", "channels_last", "cuda_graph", "fused", "pool_first")
-
-
-# --- train -------------------------------------------------------------------------------
 
 
 def _add_train(sub: argparse._SubParsersAction) -> None:
@@ -113,7 +109,7 @@ def _train(args: argparse.Namespace) -> int:
     if history.stopped == "diverged":
         return EXIT_DIVERGED
     if history.stopped == "interrupted":
-        return EXIT_TERMINATED if _signals.terminated else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if _terminated else EXIT_INTERRUPTED
     print(f"Final test accuracy of {args.model}: {history.final_test_acc:.2%} on {history.device}")
     return 0
 
@@ -123,7 +119,8 @@ def _check_train_outputs(args: argparse.Namespace, net) -> None:
     if args.json:
         check_writable(args.json, overwrite=args.overwrite)
     if args.plot:
-        check_figure_path(args.plot, overwrite=args.overwrite)
+        figure_format(args.plot)  # a suffix matplotlib can write
+        check_writable(args.plot, overwrite=args.overwrite)
     inputs = {f"the MNIST data file {name}": path for name, path in find_files(args.data_dir).items()}
     check_outputs({"--json": args.json, "--plot": args.plot, "--checkpoint": args.checkpoint}, inputs)
     if args.checkpoint:
@@ -138,9 +135,6 @@ def _speed(args: argparse.Namespace, auto):
         given["compile"] = args.compile
         given.setdefault("cuda_graph", False)
     return dataclasses.replace(auto, **given)
-
-
-# --- models, data ----------------------------------------------------------------------------
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -174,8 +168,6 @@ def _data(args: argparse.Namespace) -> int:
         )
     return 0 if ok else EXIT_USAGE
 
-
-# --- bench -----------------------------------------------------------------------------------
 
 BENCH_QUICK = {"models": ["mlp", "convnet"], "limit": 1024, "test_limit": 500, "repeats": 1, "accuracy_epochs": 2}
 FAST_QUICK = {"seeds": 1, "limit": 4096, "test_limit": 1000}
@@ -227,22 +219,15 @@ def _bench(args: argparse.Namespace) -> int:
 def _bench_report(args: argparse.Namespace, bench) -> dict:
     if any(v is not None for v in (args.seeds, args.compile, args.epochs)):
         raise InvalidParameterError("--seeds, --epochs and --compile belong to --fast; add --fast or leave them out.")
-    settings = bench.BenchSettings(
-        models=bench.model_list(args.models) or bench.default_models(get_device(args.device)),
-        device=args.device,
-        repeats=_given(args.repeats, 3),
-        batch_size=args.batch_size,
-        limit=args.limit,
-        test_limit=args.test_limit,
-        accuracy_epochs=_given(args.accuracy_epochs, 4),
-        seed=args.seed,
-        data_dir=args.data_dir,
+    given = {name: getattr(args, name) for name in ("device", "batch_size", "limit", "test_limit", "seed", "data_dir")}
+    return bench.run_bench(
+        bench.BenchSettings(
+            models=bench.model_list(args.models) or bench.default_models(get_device(args.device)),
+            repeats=3 if args.repeats is None else args.repeats,
+            accuracy_epochs=4 if args.accuracy_epochs is None else args.accuracy_epochs,
+            **given,
+        )
     )
-    return bench.run_bench(settings)
-
-
-def _given(value, default):
-    return default if value is None else value
 
 
 def _fast_report(args: argparse.Namespace, bench) -> dict:
@@ -253,18 +238,15 @@ def _fast_report(args: argparse.Namespace, bench) -> dict:
     ignored += ["--accuracy-epochs"] if args.accuracy_epochs is not None else []
     if ignored:
         raise InvalidParameterError(f"{', '.join(ignored)} do not apply to --fast (it trains FastCNN over --seeds).")
-    seeds = check_positive_int("seeds", _given(args.seeds, 10))
+    seeds = check_positive_int("seeds", 10 if args.seeds is None else args.seeds)
     changes = {"batch_size": args.batch_size, "limit": args.limit, "test_limit": args.test_limit}
-    changes["epochs"] = _given(args.epochs, 1 if args.quick else None)
+    changes["epochs"] = 1 if args.epochs is None and args.quick else args.epochs
     config = FastCNN.RECIPE.replace(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     speed = None
     if args.compile is not None:
         auto = Speed.auto(FastCNN(), get_device(args.device), config, args.data_dir)
         speed = dataclasses.replace(auto, cuda_graph=False, compile=False if args.compile == "off" else args.compile)
     return bench.run_fast(range(args.seed, args.seed + seeds), args.device, config, args.data_dir, speed)
-
-
-# --- the parser ------------------------------------------------------------------------------
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -285,27 +267,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-class _Signals:
-    """Whether SIGTERM arrived (it stops a run like Ctrl-C, but the exit status differs)."""
-
-    terminated = False
-
-
-_signals = _Signals()
+_terminated = False  # whether SIGTERM arrived: it stops a run like Ctrl-C, but the exit status differs
 
 
 def _on_sigterm(signum, frame) -> None:
-    _signals.terminated = True
+    global _terminated
+    _terminated = True
     raise Terminated("SIGTERM")
 
 
 def run_command(args: argparse.Namespace, prog: str) -> int:
-    """Run ``args.func(args)``; errors the user can fix print one paragraph, never a traceback.
-
-    A `MnistLabError` or a failed memory allocation returns `EXIT_USAGE`; Ctrl-C or
-    SIGTERM outside training (during start-up, data loading, or writing results)
-    returns 130 or 143.
-    """
+    """Run ``args.func(args)``; a `MnistLabError` or a failed memory allocation prints one paragraph and
+    returns `EXIT_USAGE`; Ctrl-C or SIGTERM outside training returns 130 or 143. Never a traceback."""
     try:
         return args.func(args)
     except MnistLabError as exc:
@@ -326,18 +299,9 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
 def _batch(args: argparse.Namespace) -> int:
     from .batch import run_batch  # Dask and papermill load only for this command
 
-    return run_batch(
-        notebooks=args.notebooks or None,
-        params=[tuple(pair) for pair in args.param or []],
-        params_file=args.file,
-        out=args.out,
-        jobs=args.jobs,
-        force=args.force,
-        timeout=args.timeout,
-        grid=args.grid or [],
-        scheduler=args.scheduler,
-        recipes=args.recipes,
-    )
+    same = {name: getattr(args, name) for name in ("out", "jobs", "force", "timeout", "scheduler", "recipes")}
+    params = [tuple(pair) for pair in args.param or []]
+    return run_batch(args.notebooks or None, params, args.file, grid=args.grid or [], **same)
 
 
 def add_batch_command(sub: argparse._SubParsersAction) -> None:
@@ -393,7 +357,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.command_line = shlex.join(["mnist-lab", *argv])
     if threading.current_thread() is not threading.main_thread():  # only the main thread may set handlers
         return run_command(args, "mnist-lab")
-    _signals.terminated = False
+    global _terminated
+    _terminated = False
     previous = signal.signal(signal.SIGTERM, _on_sigterm)
     try:
         return run_command(args, "mnist-lab")

@@ -1,14 +1,11 @@
 """Errors written for a learner (what happened, why, what to do next), and the checks that raise them.
 
-Every error that bad input can cause is a `MnistLabError`, so the command line can
-print the message (not a traceback) and exit with status 2, and a notebook shows
-one readable paragraph.
-
-The ``check_*`` functions validate settings at the edges of the package (`TrainConfig`,
-the command line, `load_mnist`, checkpoints, `preprocess`), so a bad value fails before
-any training starts. Each returns the value or raises `InvalidParameterError` naming the
-setting, the value and what would be valid. Papermill passes typed literals, but a learner
-can still type ``epochs = "ten"``; booleans are refused where a number is wanted.
+Every error that bad input can cause is a `MnistLabError`: the command line prints its message (no
+traceback) and exits with status 2, a notebook shows one readable paragraph. The ``check_*``
+functions validate settings at the edges of the package (`TrainConfig`, the command line,
+`load_mnist`, checkpoints, `preprocess`) before any training starts: each returns the value or
+raises `InvalidParameterError` naming the setting, the value and what would be valid (a learner can
+type ``epochs = "ten"``; booleans are refused where a number is wanted).
 """
 
 from __future__ import annotations
@@ -64,7 +61,7 @@ class ImageError(MnistLabError, ValueError):
 
 
 def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidParameterError:
-    """Build the error for a name that is not one of `choices`, with a suggestion."""
+    """The error for a name that is not one of `choices`, with the closest one as a suggestion."""
     choices = sorted(choices)
     by_lower = {choice.lower(): choice for choice in choices}
     close = [by_lower[c] for c in difflib.get_close_matches(str(value).lower(), by_lower, n=1, cutoff=0.5)]
@@ -72,11 +69,8 @@ def unknown_choice(kind: str, value: object, choices: Iterable[str]) -> InvalidP
     return InvalidParameterError(f"Unknown {kind} {value!r}.{hint} Valid choices: {', '.join(choices)}.")
 
 
-# --- checks for settings ---------------------------------------------------------
-
-
 def check_choice(kind: str, value: object, choices: Iterable[str]) -> str:
-    """`value` must be one of `choices` (case-sensitive); suggests the closest one."""
+    """`value` must be one of `choices` (case-sensitive)."""
     choices = list(choices)
     if not isinstance(value, str) or value not in choices:
         raise unknown_choice(kind, value, choices)
@@ -94,12 +88,9 @@ def check_int(name: str, value: object, minimum: int | None = None, maximum: int
     return int(value)
 
 
-SEED_MAX = 2**64 - 1  # torch.manual_seed takes an unsigned 64-bit number
-
-
 def check_seed(name: str, value: object) -> int:
-    """A random seed: a whole number from 0 to 2**64 - 1."""
-    return check_int(name, value, minimum=0, maximum=SEED_MAX)
+    """A random seed: a whole number from 0 to 2**64 - 1 (torch.manual_seed takes an unsigned 64-bit number)."""
+    return check_int(name, value, minimum=0, maximum=2**64 - 1)
 
 
 def check_positive_int(name: str, value: object) -> int:
@@ -133,21 +124,17 @@ def check_optional_limit(name: str, value: object) -> int | None:
     return None if value is None else check_positive_int(name, value)
 
 
-# --- resources -----------------------------------------------------------------------
-
-
 def out_of_memory(exc: BaseException) -> str | None:
     """Advice for an allocation that failed (GPU or CPU), or None if `exc` is something else."""
     text = str(exc)
     gpu = (
         type(exc).__name__ == "OutOfMemoryError" or "CUDA out of memory" in text or "MPS backend out of memory" in text
     )
-    cpu = "can't allocate memory" in text or isinstance(exc, MemoryError)
-    if not (gpu or cpu):
+    if not (gpu or "can't allocate memory" in text or isinstance(exc, MemoryError)):
         return None
-    where = "the GPU" if gpu else "the computer"
     return (
-        f"Out of memory: {where} could not hold this step (a batch, the model or the data). "
+        f"Out of memory: {'the GPU' if gpu else 'the computer'} could not hold this step "
+        "(a batch, the model or the data). "
         "Use a smaller --batch-size / --test-batch-size (batch_size=, test_batch_size=), a smaller model, "
         "or --limit; on a GPU, close other programs that use it."
     )

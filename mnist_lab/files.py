@@ -1,16 +1,12 @@
 """Writing files so that nothing half-written is ever left under a final name, and nothing is replaced by surprise.
 
-Every file `mnist_lab` writes (checkpoints, JSON reports, figures, MNIST itself) goes
-through `atomic_write`: the bytes land in a temporary file in the same folder, are
-flushed to disk, and only then renamed over the target. A crash, a full disk, Ctrl-C
-or SIGTERM leaves the previous file untouched and no temporary file behind.
-
-A rename replaces whatever sits at the target, so `check_target` first refuses what
-a results file must never replace: a folder, a device, pipe or socket (as root,
-``--json /dev/stdout`` would otherwise replace the system's ``/dev/stdout``), and,
-unless the caller asks to ``overwrite``, a symbolic link or a write-protected file.
-`check_writable` and `check_outputs` let a command refuse bad output paths before
-hours of training rather than after.
+Every file `mnist_lab` writes (checkpoints, JSON reports, figures, MNIST itself) goes through
+`atomic_write`: a temporary file in the same folder, flushed to disk, then renamed over the target.
+A crash, a full disk, Ctrl-C or SIGTERM leaves the previous file untouched and no temporary file.
+A rename replaces whatever sits at the target, so `check_target` first refuses a folder, a device,
+pipe or socket (as root, ``--json /dev/stdout`` would otherwise replace the system's ``/dev/stdout``)
+and, unless the caller asks to ``overwrite``, a symbolic link or a write-protected file.
+`check_writable` and `check_outputs` refuse bad output paths before hours of training, not after.
 """
 
 from __future__ import annotations
@@ -37,6 +33,8 @@ _HINTS = {
     errno.ENAMETOOLONG: "The file name is too long: choose a shorter one.",
 }
 _NAME_MAX = 200  # of the target's name inside a temporary name (file systems allow 255 bytes)
+_UMASK = os.umask(0)  # the only way to read the umask is to set it: done once, at import
+os.umask(_UMASK)
 
 
 def _output_error(path: Path, exc: OSError) -> OutputError:
@@ -46,11 +44,10 @@ def _output_error(path: Path, exc: OSError) -> OutputError:
 
 
 def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Refuse a target that a results file must not replace; returns the path.
+    """Refuse a target that a results file must not replace (see the module docstring); returns the path.
 
-    Never replaced: a folder, a device, a pipe or a socket. Replaced only with
-    ``overwrite=True``: a symbolic link (the link itself, never the file it points to)
-    and a write-protected file. A missing target or a writable regular file is fine.
+    With ``overwrite=True`` a symbolic link (the link itself, never the file it points to) or a
+    write-protected file is replaced.
     """
     path = Path(path)
     try:
@@ -81,16 +78,14 @@ def check_target(path: str | os.PathLike[str], *, overwrite: bool = False) -> Pa
 
 @contextlib.contextmanager
 def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, overwrite: bool = False) -> Iterator[IO[Any]]:
-    """Open a temporary file beside `path`; on success rename it to `path`.
+    """Open a temporary file beside `path`; on success rename it to `path` (checked by `check_target` first).
 
-    `path` is first checked with `check_target` (`overwrite` as there). On any
-    exception (including KeyboardInterrupt) the temporary file is removed and
-    `path` keeps its previous content. OS errors become `OutputError`. The result
-    gets the permissions of the file it replaces, or of a plain ``open`` (a
-    temporary file starts private, 0o600).
+    On any exception (including KeyboardInterrupt) the temporary file is removed and `path` keeps its
+    previous content; OS errors become `OutputError`. The result gets the permissions of the file it
+    replaces, or of a plain ``open`` (0o666 less the umask; a temporary file starts private, 0o600).
     """
     path = check_target(path, overwrite=overwrite)
-    permissions = path.stat().st_mode & 0o777 if path.is_file() and not path.is_symlink() else default_file_mode()
+    permissions = path.stat().st_mode & 0o777 if path.is_file() and not path.is_symlink() else 0o666 & ~_UMASK
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name[:_NAME_MAX]}.", suffix=".part", dir=path.parent)
@@ -103,40 +98,17 @@ def atomic_write(path: str | os.PathLike[str], mode: str = "wb", *, overwrite: b
             os.fsync(handle.fileno())
         os.chmod(tmp, permissions)
         os.replace(tmp, path)
-    except OSError as exc:
-        _remove_quietly(tmp)
-        raise _output_error(path, exc) from exc
-    except BaseException:
-        _remove_quietly(tmp)
+    except BaseException as exc:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _output_error(path, exc) from exc
         raise
 
 
-def _read_umask() -> int:
-    umask = os.umask(0)  # the only way to read it is to set it: done once, at import
-    os.umask(umask)
-    return umask
-
-
-_UMASK = _read_umask()
-
-
-def default_file_mode() -> int:
-    """The permissions a plain ``open(path, "w")`` would give a new file (0o666 less the umask)."""
-    return 0o666 & ~_UMASK
-
-
-def _remove_quietly(tmp: str) -> None:
-    with contextlib.suppress(FileNotFoundError):
-        os.unlink(tmp)
-
-
 def check_writable(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """Fail early (before hours of training) if `path` could not be written later; creates nothing.
-
-    Checks the target itself (`check_target`), that the nearest existing folder on
-    its way is a folder, and that a file can be created there (a probe file with a
-    fresh name, removed at once).
-    """
+    """Fail early if `path` could not be written later (`check_target`, then a probe file created and
+    removed in the nearest existing folder on its way); leaves nothing behind."""
     path = check_target(path, overwrite=overwrite)
     folder = path.parent
     while not folder.exists() and folder != folder.parent:
@@ -152,29 +124,18 @@ def check_writable(path: str | os.PathLike[str], *, overwrite: bool = False) -> 
     return path
 
 
-def figure_formats() -> list[str]:
-    """The file suffixes (without the dot) matplotlib can save a figure as."""
-    from matplotlib.backend_bases import FigureCanvasBase
-
-    return sorted(FigureCanvasBase.get_supported_filetypes())
-
-
 def figure_format(path: str | os.PathLike[str]) -> str:
     """The format matplotlib will write `path` in: its suffix, or ``png`` without one; refuses unknown ones."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
     path = Path(path)
     suffix = path.suffix.lstrip(".").lower()
-    if suffix and suffix not in figure_formats():
+    if suffix and suffix not in (known := sorted(FigureCanvasBase.get_supported_filetypes())):
         raise OutputError(
             f"Cannot save a figure as {path}: matplotlib does not know the format {suffix!r}. "
-            f"Use one of: {', '.join('.' + s for s in figure_formats())}."
+            f"Use one of: {', '.join('.' + s for s in known)}."
         )
     return suffix or "png"
-
-
-def check_figure_path(path: str | os.PathLike[str], *, overwrite: bool = False) -> Path:
-    """`check_writable`, and a suffix matplotlib can write (`figure_format`)."""
-    figure_format(path)
-    return check_writable(path, overwrite=overwrite)
 
 
 def _same_file(a: Path, b: Path) -> bool:
@@ -187,11 +148,8 @@ def _same_file(a: Path, b: Path) -> bool:
 
 
 def check_outputs(outputs: Mapping[str, Any], inputs: Mapping[str, Any] | None = None) -> None:
-    """Refuse two outputs naming one file, and an output naming an input.
-
-    `outputs` and `inputs` map what the user knows them by (``"--json"``, ``"an MNIST
-    data file"``) to a path or None.
-    """
+    """Refuse two outputs naming one file, and an output naming an input; both map what the user knows
+    them by (``"--json"``, ``"an MNIST data file"``) to a path or None."""
     inputs = inputs or {}
     named = [(label, Path(p)) for label, p in outputs.items() if p]
     for i, (label, path) in enumerate(named):

@@ -1,13 +1,4 @@
-"""What every notebook of the series calls at its start and at its end.
-
-``device = start(seed=seed, device=device)`` seeds everything, resolves the device
-and prints one line saying where the notebook runs (so committed outputs state
-their device). In IPython (Jupyter, papermill) it also makes every `MnistLabError`,
-and a failed memory allocation, show as one paragraph (what happened, what to do)
-instead of a traceback from deep inside the package; the cell still fails, so a
-batch still marks the notebook failed. ``save_metrics(output_dir, "03_mlp", test_acc=..., ...)`` writes the
-small JSON report that ``mnist-lab batch`` collects into its summary table.
-"""
+"""What every notebook of the series calls at its start (`start`) and at its end (`save_metrics`)."""
 
 from __future__ import annotations
 
@@ -26,10 +17,9 @@ METRICS_FILE = "metrics.json"
 
 
 def start(seed: int = 0, device: str = "auto") -> torch.device:
-    """Seed every generator, resolve `device`, print where this notebook runs; returns the device.
-
-    Inside IPython, `show_errors_briefly` first, so that a bad parameter already shows briefly.
-    """
+    """Seed every generator, resolve `device`, print where this notebook runs (so committed outputs state
+    their device); returns the device. Inside IPython, `show_errors_briefly` first, so that a bad
+    parameter already shows briefly."""
     show_errors_briefly()
     set_seed(seed)
     resolved = get_device(device)
@@ -38,20 +28,18 @@ def start(seed: int = 0, device: str = "auto") -> torch.device:
 
 
 def save_metrics(output_dir: str | os.PathLike[str], notebook: str, **metrics: Any) -> Path:
-    """Write ``output_dir/metrics.json`` (atomically) for `mnist-lab batch` to collect.
+    """Write ``output_dir/metrics.json`` (atomically) for `mnist-lab batch` to collect; returns the path.
 
-    Give at least ``test_acc`` (a fraction), ``epochs``, ``seconds`` and ``device``;
-    any other JSON-friendly values are kept too. Returns the path.
+    Give at least ``test_acc`` (a fraction), ``epochs``, ``seconds`` and ``device``; other JSON values are kept.
     """
     report = {"notebook": notebook, "torch": torch.__version__, **metrics}
     return write_json(Path(output_dir) / METRICS_FILE, report)
 
 
 def show_errors_briefly() -> bool:
-    """In IPython, show `MnistLabError` (and out-of-memory errors) as one paragraph; False outside IPython.
-
-    Uses IPython's ``set_custom_exc``; every other exception keeps its full traceback.
-    """
+    """In IPython, show `MnistLabError` (and out-of-memory errors) as one paragraph (what happened, what to
+    do) instead of a traceback from deep inside the package; False outside IPython. The cell still
+    fails, so a batch still marks the notebook failed; every other exception keeps its traceback."""
     try:
         from IPython import get_ipython
     except ImportError:
