@@ -346,11 +346,8 @@ def plot_hardest_digits(images, labels, predicted, wrong_count, total_models: in
     fig, axes = _image_grid(len(images), ncols, (1.35, 1.9), layout="constrained")
     for i, ax in enumerate(axes.flat[: len(images)]):
         ax.imshow(images[i], cmap="gray")
-        ax.set_title(
-            f"label {labels[i]} → {predicted[i]}\n{wrong_count[i]}/{total_models} wrong",
-            fontsize=8,
-            color="firebrick" if labels[i] != predicted[i] else "black",
-        )
+        title = f"label {labels[i]} → {predicted[i]}\n{wrong_count[i]}/{total_models} wrong"
+        ax.set_title(title, fontsize=8, color="firebrick" if labels[i] != predicted[i] else "black")
     return fig
 
 
@@ -483,10 +480,8 @@ def plot_ablation(rows: dict[str, list[float]], title: str = "Fast recipe, one i
     ax.set_yticks(range(len(names)), names)
     ax.tick_params(axis="y", pad=12)  # room for the ◀ markers at the left edge
     ax.invert_yaxis()
-    ax.set(
-        xlim=(left, right),
-        xlabel="test accuracy (%): dots are seeds, bars their mean; dashed line 99 %; ◀ below the axis",
-    )
+    ax.set_xlim(left, right)
+    ax.set_xlabel("test accuracy (%): dots are seeds, bars their mean; dashed line 99 %; ◀ below the axis")
     ax.set_title(title, fontsize=10)
     return fig
 
