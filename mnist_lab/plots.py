@@ -689,16 +689,13 @@ def plot_digit_predictions(
     n = len(originals)
     labels = labels if labels is not None else [None] * n
     fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.4, 4.6), squeeze=False)
-    for j in range(n):
-        top, bottom = axes[0, j], axes[1, j]
-        original = originals[j]
+    for top, bottom, original, digit, guesses, label in zip(*axes, originals, digits, predictions, labels, strict=True):
         top.imshow(original, cmap=None if original.ndim == 3 else "gray", vmin=0, vmax=255)
-        digit = digits[j].numpy() if hasattr(digits[j], "numpy") else digits[j]  # a tensor or an array
+        digit = digit.numpy() if hasattr(digit, "numpy") else digit  # a tensor or an array
         bottom.imshow(digit if digit is not None else np.zeros((28, 28)), cmap="gray", vmin=0, vmax=255)
-        guesses = predictions[j]
-        head = f"true {labels[j]}\n" if labels[j] is not None else ""
+        head = f"true {label}\n" if label is not None else ""
         if guesses:
-            wrong = labels[j] is not None and guesses[0][0] != labels[j]
+            wrong = label is not None and guesses[0][0] != label
             top.set_title(f"{head}guess {guesses[0][0]}", fontsize=10, color="red" if wrong else "black")
             text = "\n".join(f"{d}: {p:.2f}" for d, p in guesses)
         else:
