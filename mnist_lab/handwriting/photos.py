@@ -384,12 +384,10 @@ def table_markdown(table: dict[str, dict[str, float]]) -> str:
         "| wrong with p ≥ 0.9 |",
         "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
+    shares = ("accuracy", "accuracy_mnist", "accuracy_drawn", "refused", "unsure", "confidently_wrong")
     for name, r in table.items():
         label = f"{name} (held out)" if name in HELD_OUT else name
-        lines.append(
-            f"| {label} | {r['n']} | {r['accuracy']:.1%} | {r['accuracy_mnist']:.1%} | {r['accuracy_drawn']:.1%} "
-            f"| {r['refused']:.1%} | {r['unsure']:.1%} | {r['confidently_wrong']:.1%} |"
-        )
+        lines.append(f"| {label} | {r['n']} | " + " | ".join(f"{r[key]:.1%}" for key in shares) + " |")
     return "\n".join(lines)
 
 
