@@ -98,8 +98,9 @@ def _small_copy(grey: np.ndarray) -> np.ndarray:
     return block_reduce(grey.astype(np.float32), factor, "mean")
 
 
-def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    resized = Image.fromarray(small.astype(np.float32), mode="F").resize(shape[::-1], Image.Resampling.BILINEAR)
+def _resize(image: np.ndarray, shape: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    """`image` resized to ``shape`` (h, w), float32 (Pillow's Lanczos widens its kernel when shrinking: smooth)."""
+    resized = Image.fromarray(image.astype(np.float32), mode="F").resize(shape[::-1], resample)
     return np.asarray(resized, dtype=np.float32)
 
 
@@ -130,7 +131,7 @@ def find_paper(grey: np.ndarray) -> np.ndarray:
         return whole  # no desk along the frame
     # The edge between sheet and desk is a band about 4 small pixels wide: keep clear of it.
     paper = ~ndimage.binary_dilation(desk, iterations=4)
-    return _upsample(paper.astype(np.float32), grey.shape) > 0.5
+    return _resize(paper, grey.shape) > 0.5
 
 
 def _edge_regions(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -200,7 +201,7 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
     size = _odd(CLOSING * max(small.shape))
     closed = ndimage.grey_closing(small, size=(size, size))
     smooth = ndimage.uniform_filter(closed, size=3, mode="nearest")
-    return np.maximum(_upsample(smooth, grey.shape), 1.0)
+    return np.maximum(_resize(smooth, grey.shape), 1.0)
 
 
 # --- lines and speckle ------------------------------------------------------------
@@ -454,7 +455,7 @@ def _mnist_steps(crop: np.ndarray, thicken: bool, steps: Steps) -> Tensor:
         scale = DIGIT_SIDE / max(crop.shape)
     height = max(1, min(DIGIT_SIDE, round(crop.shape[0] * scale)))
     width = max(1, min(DIGIT_SIDE, round(crop.shape[1] * scale)))
-    small = _resize(crop, height, width)  # (h', w'), longer side 20
+    small = np.clip(_resize(crop, (height, width), Image.Resampling.LANCZOS), 0, 255)  # (h', w'), longer side 20
     if small.max() > 0:
         small *= 255.0 / small.max()
     steps["scaled"] = _as_uint8(small)
@@ -484,12 +485,6 @@ def _stroke_width(mask: np.ndarray) -> float:
     edges = (mask[1:] != mask[:-1]).sum() + (mask[:, 1:] != mask[:, :-1]).sum()
     edges += mask[0].sum() + mask[-1].sum() + mask[:, 0].sum() + mask[:, -1].sum()
     return 2.0 * float(area) / max(1, int(edges))
-
-
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    # Pillow's Lanczos widens its kernel when shrinking, so this is anti-aliased.
-    resized = Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0, 255)
 
 
 def _thicken(crop: np.ndarray) -> np.ndarray:
