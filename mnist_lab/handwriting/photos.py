@@ -9,10 +9,10 @@ perspective. `HELD_OUT` conditions were never looked at while the pipeline was t
 
 Twice a held-out condition failed and was then tuned on (now in `TUNED`): `desk_shadow`
 (first measurement, 52 %) and `tilted_desk_dim` (second, 88 %, 8 % wrong with p ≥ 0.9).
-Each time, conditions written before that tuning and not run until the next measurement
-were held out to check it (`desk_ruled_shadow`; then `tilted_desk_shadow`,
-`squared_desk_dim`). The order of `CONDITIONS` sets each condition's seeds, so new
-conditions go at its end.
+Each tuning was checked on conditions written before it began and not run until the next
+measurement: `desk_ruled_shadow` and `tilted_desk_dim` for the first, `tilted_desk_shadow`
+and `squared_desk_dim` for the second. The order of `CONDITIONS` sets each condition's
+seeds, so new conditions go at its end.
 
 Everything is deterministic given the seed. `scripts/make_photo_set.py` measures the
 accuracy per condition with a trained model; the tests use `make_photo` directly.

@@ -151,7 +151,10 @@ def _edge_regions(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _desk(log: np.ndarray, regions: np.ndarray, sheet: np.ndarray) -> np.ndarray:
-    """The regions along the frame darker than the sheet next to them by `DESK_RATIO`: ``(h, w)`` bool."""
+    """The regions along the frame darker than the sheet next to them by `DESK_RATIO`: ``(h, w)`` bool.
+
+    Compared just across the edge, where a shadow darkens paper and desk alike.
+    """
     reach = max(2, round(DESK_REACH * max(log.shape)))
     near_sheet = ndimage.binary_dilation(sheet, iterations=reach)
     frame = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
