@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Sequence
+from itertools import product
 
 import matplotlib.pyplot as plt
 import numpy as np
@@ -18,16 +19,33 @@ from matplotlib.ticker import MaxNLocator
 from .history import History
 
 
+def _numpy(values) -> np.ndarray:
+    """A tensor (any device) or array-like as a NumPy array, dtype kept."""
+    return values.detach().cpu().numpy() if hasattr(values, "detach") else np.asarray(values)
+
+
+def _as_numpy(values) -> np.ndarray:
+    return values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=float)
+
+
 def _as_images(images) -> np.ndarray:
     """Any (N, 28, 28) / (N, 1, 28, 28) tensor or array -> numpy (N, 28, 28)."""
-    array = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
-    return array.reshape(-1, 28, 28)
+    return _numpy(images).reshape(-1, 28, 28)
 
 
 def _as_list(values) -> list[int] | None:
     if values is None:
         return None
     return [int(v) for v in (values.tolist() if hasattr(values, "tolist") else values)]
+
+
+def _image_grid(n: int, ncols: int, cell: tuple[float, float], **kwargs) -> tuple[Figure, np.ndarray]:
+    """A figure with rows of `ncols` axes (``cell`` inches each) for `n` images, every axes off."""
+    nrows = max(1, -(-n // ncols))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * cell[0], nrows * cell[1]), squeeze=False, **kwargs)
+    for ax in axes.flat:
+        ax.set_axis_off()
+    return fig, axes
 
 
 def plot_digit_grid(
@@ -67,15 +85,9 @@ def plot_digit_grid(
 def plot_curves(history: History) -> Figure:
     """T0's four curves, one panel each: train loss, train accuracy, test loss, test accuracy."""
     fig, axes = plt.subplots(2, 2, figsize=(9, 6), sharex=True)
-    panels = [
-        ("train_loss", "train loss"),
-        ("train_acc", "train accuracy"),
-        ("test_loss", "test loss"),
-        ("test_acc", "test accuracy"),
-    ]
-    for ax, (key, label) in zip(axes.flat, panels):
-        ax.plot(history.epoch, getattr(history, key), marker="o", markersize=3)
-        ax.set_title(label)
+    for ax, (split, key) in zip(axes.flat, product(["train", "test"], ["loss", "acc"])):
+        ax.plot(history.epoch, getattr(history, f"{split}_{key}"), marker="o", markersize=3)
+        ax.set_title(f"{split} {'loss' if key == 'loss' else 'accuracy'}")
         ax.grid(alpha=0.3)
     for ax in axes[1]:
         ax.set_xlabel("epoch")
@@ -84,38 +96,19 @@ def plot_curves(history: History) -> Figure:
     return fig
 
 
-def plot_loss_accuracy(history: History, loss_range=(0.0, 0.5), acc_range=(0.9, 1.01)) -> Figure:
-    """T1's twin-axis figure: test loss (red circles, left axis) and test accuracy (blue, right)."""
-    fig, ax_loss = plt.subplots(figsize=(7, 4))
-    ax_acc = ax_loss.twinx()
-    ax_loss.plot(history.epoch, history.test_loss, "ro", label="test loss")
-    ax_acc.plot(history.epoch, history.test_acc, "bo", label="test accuracy")
-    ax_loss.set_ylim(*loss_range)
-    ax_acc.set_ylim(*acc_range)
-    ax_loss.set_xlabel("epoch")
-    ax_loss.set_ylabel("test loss", color="red")
-    ax_acc.set_ylabel("test accuracy", color="blue")
-    ax_loss.set_title(f"{history.model}: test loss and accuracy per epoch")
-    fig.tight_layout()
-    return fig
-
-
 def plot_confusion_matrix(matrix, class_names: Sequence[str] | None = None, title: str = "Confusion matrix") -> Figure:
     """A confusion matrix (rows: true class, columns: predicted) with every count written in."""
-    counts = matrix.cpu().numpy() if hasattr(matrix, "cpu") else np.asarray(matrix)
+    counts = _numpy(matrix)
     names = list(class_names) if class_names is not None else [str(i) for i in range(len(counts))]
     fig, ax = plt.subplots(figsize=(6.5, 5.5))
-    # log scale so the few errors are visible next to the large diagonal
-    shown = np.log1p(counts)
+    shown = np.log1p(counts)  # log scale so the few errors are visible next to the large diagonal
     im = ax.imshow(shown, cmap="Blues")
     for (row, col), value in np.ndenumerate(counts):
         dark = shown[row, col] > shown.max() / 2
         ax.text(col, row, str(value), ha="center", va="center", fontsize=7, color="white" if dark else "black")
     ax.set_xticks(range(len(names)), names)
     ax.set_yticks(range(len(names)), names)
-    ax.set_xlabel("predicted")
-    ax.set_ylabel("true")
-    ax.set_title(title)
+    ax.set(xlabel="predicted", ylabel="true", title=title)
     fig.colorbar(im, ax=ax, label="log(1 + count)")
     fig.tight_layout()
     return fig
@@ -126,14 +119,9 @@ def plot_misclassified(images, labels, probs, ncols: int = 8, max_images: int = 
 
     `probs` is ``(N, 10)`` for the same N images; only misclassified ones are drawn.
     """
-    images = _as_images(images)
-    probs = probs.detach().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs)
-    labels = np.asarray(_as_list(labels))
+    images, probs, labels = _as_images(images), _numpy(probs), np.asarray(_as_list(labels))
     wrong = np.flatnonzero(probs.argmax(axis=1) != labels)[:max_images]
-    nrows = max(1, -(-len(wrong) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.5, nrows * 2.4), squeeze=False)
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = _image_grid(len(wrong), ncols, (1.5, 2.4))
     for ax, i in zip(axes.flat, wrong):
         top = np.argsort(probs[i])[::-1][:3]
         ax.imshow(images[i], cmap="gray")
@@ -161,8 +149,7 @@ def plot_training(history: History, title: str | None = None) -> Figure:
         for split, style in [("train", "o-"), ("test", "s--")]:
             values = [scale * v for v in getattr(history, f"{split}_{key}")]
             ax.plot(history.epoch, values, style, markersize=4, label=split)
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
+        ax.set(xlabel="epoch", ylabel=label)
         ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         if history.epoch:  # half an epoch of margin: a one-epoch run still gets the tick "1"
             ax.set_xlim(history.epoch[0] - 0.5, history.epoch[-1] + 0.5)
@@ -201,8 +188,7 @@ def plot_labelled_digits(
     images, labels = _as_images(images)[: nrows * ncols], _as_list(labels)
     fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.1, nrows * 1.6), squeeze=False)
     for i, ax in enumerate(axes.flat):
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         if i >= len(images):
             ax.set_axis_off()
             continue
@@ -221,55 +207,31 @@ def plot_bp_graph() -> Figure:
     ``a`` and ``z`` is kept in the cache. Backward (red): ``dz3 = (P − Y)/B``, then for each
     layer ``dW = aᵀ dz``, ``db = Σ dz``, ``da = dz Wᵀ`` and the ReLU mask ``dz = da ⊙ 1[z > 0]``.
     """
-    nodes = [
-        "a0\n(B,784)",
-        "z1\n(B,128)",
-        "a1\n(B,128)",
-        "z2\n(B,64)",
-        "a2\n(B,64)",
-        "z3\n(B,10)",
-        "log p\n(B,10)",
-        "L",
-    ]
+    shapes = [("a0", 784), ("z1", 128), ("a1", 128), ("z2", 64), ("a2", 64), ("z3", 10), ("log p", 10)]
+    nodes = [f"{name}\n(B,{size})" for name, size in shapes] + ["L"]
     ops = ["@W1+b1", "ReLU", "@W2+b2", "ReLU", "@W3+b3", "log_softmax", "NLL"]
     grads = ["", "dz1", "da1", "dz2", "da2", "dz3", "", ""]
     back_ops = ["", "⊙1[z1>0]", "dz2 W2ᵀ", "⊙1[z2>0]", "dz3 W3ᵀ", "", ""]
     params = {0: "W1 (784,128)\nb1 (128)", 2: "W2 (128,64)\nb2 (64)", 4: "W3 (64,10)\nb3 (10)"}
     param_grads = {0: "dW1 = a0ᵀdz1\ndb1 = Σ dz1", 2: "dW2 = a1ᵀdz2\ndb2 = Σ dz2", 4: "dW3 = a2ᵀdz3\ndb3 = Σ dz3"}
     fig, ax = plt.subplots(figsize=(13, 4.6))
-    ax.set_xlim(-0.7, len(nodes) - 0.3)
-    ax.set_ylim(-2.4, 2.3)
+    ax.set(xlim=(-0.7, len(nodes) - 0.3), ylim=(-2.4, 2.3))
     ax.set_axis_off()
     box = {"boxstyle": "round,pad=0.3", "facecolor": "#eef3fb", "edgecolor": "black"}
+    red_box = {**box, "facecolor": "#fdecec", "edgecolor": "red"}
+    red_arrow = {"arrowstyle": "->", "lw": 1.4, "color": "red"}
     for i, name in enumerate(nodes):
         ax.text(i, 0.6, name, ha="center", va="center", fontsize=10, bbox=box)
         if grads[i]:
-            ax.text(
-                i,
-                -0.9,
-                grads[i],
-                ha="center",
-                va="center",
-                fontsize=10,
-                color="red",
-                bbox={**box, "facecolor": "#fdecec", "edgecolor": "red"},
-            )
+            ax.text(i, -0.9, grads[i], ha="center", va="center", fontsize=10, color="red", bbox=red_box)
     for i, op in enumerate(ops):  # forward arrows between nodes
         ax.annotate("", xy=(i + 0.68, 0.6), xytext=(i + 0.32, 0.6), arrowprops={"arrowstyle": "->", "lw": 1.4})
         ax.text(i + 0.5, 0.35, op, ha="center", va="top", fontsize=8)
     for i, op in enumerate(back_ops):  # backward arrows, right to left
-        if not op:
-            continue
-        ax.annotate(
-            "", xy=(i + 0.3, -0.9), xytext=(i + 0.7, -0.9), arrowprops={"arrowstyle": "->", "lw": 1.4, "color": "red"}
-        )
-        ax.text(i + 0.5, -1.25, op, ha="center", va="top", fontsize=8, color="red")
-    ax.annotate(
-        "",
-        xy=(5.3, -0.9),
-        xytext=(7, 0.3),
-        arrowprops={"arrowstyle": "->", "lw": 1.4, "color": "red", "connectionstyle": "arc3,rad=-0.3"},
-    )
+        if op:
+            ax.annotate("", xy=(i + 0.3, -0.9), xytext=(i + 0.7, -0.9), arrowprops=red_arrow)
+            ax.text(i + 0.5, -1.25, op, ha="center", va="top", fontsize=8, color="red")
+    ax.annotate("", xy=(5.3, -0.9), xytext=(7, 0.3), arrowprops={**red_arrow, "connectionstyle": "arc3,rad=-0.3"})
     for i, text in params.items():  # parameters feed the linear steps; their gradients come out below
         ax.text(i + 0.5, 1.75, text, ha="center", va="center", fontsize=8, bbox={**box, "facecolor": "#f4f4f4"})
         ax.annotate("", xy=(i + 0.5, 0.85), xytext=(i + 0.5, 1.45), arrowprops={"arrowstyle": "->", "lw": 0.8})
@@ -311,12 +273,11 @@ def plot_sweep(
             ax.plot(np.full(len(accs), x), accs, "o", color=color, alpha=1 if seeds_on_x else 0.35, markersize=4)
         if seeds_on_x:
             every = np.concatenate([accs for _, accs in points])
-            mean, std = every.mean(), every.std(ddof=1) if len(every) > 1 else 0.0
+            mean, std = every.mean(), _std(every)
             ax.axhline(mean, color=color, linestyle="--", label=f"{label} mean {mean:.2f} %, std {std:.2f} pp".strip())
             ax.axhspan(mean - std, mean + std, color=color, alpha=0.15)
             continue
-        means = [accs.mean() for _, accs in points]
-        stds = [accs.std(ddof=1) if len(accs) > 1 else 0.0 for _, accs in points]
+        means, stds = [accs.mean() for _, accs in points], [_std(accs) for _, accs in points]
         ax.errorbar([x for x, _ in points], means, yerr=stds, color=color, marker="s", capsize=4, label=label or None)
     if numeric and not seeds_on_x and min(xs) > 0 and max(xs) / min(xs) >= 10:
         ax.set_xscale("log")
@@ -325,14 +286,17 @@ def plot_sweep(
     elif len(xs) <= 12:
         ax.set_xticks(xs, [str(x) for x in xs])
         ax.minorticks_off()
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set(xlabel=xlabel, ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     if seeds_on_x or any(accuracies):
         ax.legend()
     fig.tight_layout()
     return fig
+
+
+def _std(values: np.ndarray) -> float:
+    """The sample standard deviation (ddof=1), 0 for a single value."""
+    return values.std(ddof=1) if len(values) > 1 else 0.0
 
 
 # --- notebooks 07-08 (issue 13): evaluation figures and where the training time goes ---
@@ -350,9 +314,7 @@ def plot_leaderboard(results: dict[str, tuple[int, float]], title: str = "Accura
     ax.set_xscale("log")
     xmin, xmax = ax.get_xlim()
     ax.set_xlim(xmin, xmax * 4)  # room for the right-most label
-    ax.set_xlabel("parameters (log scale)")
-    ax.set_ylabel("test accuracy (%)")
-    ax.set_title(title)
+    ax.set(xlabel="parameters (log scale)", ylabel="test accuracy (%)", title=title)
     ax.grid(alpha=0.3)
     fig.tight_layout()
     return fig
@@ -364,14 +326,9 @@ def plot_top_losses(images, labels, probs, indices, ncols: int = 6) -> Figure:
     Each title has two lines: ``true → predicted`` with the loss ``-log p(true)``, then
     the top-3 probabilities. The layout engine keeps titles from overlapping the row above.
     """
-    images = _as_images(images)
-    probs = probs.detach().cpu().numpy() if hasattr(probs, "detach") else np.asarray(probs)
-    labels = np.asarray(_as_list(labels))
+    images, probs, labels = _as_images(images), _numpy(probs), np.asarray(_as_list(labels))
     indices = _as_list(indices) or []
-    nrows = max(1, -(-len(indices) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.9, nrows * 2.35), squeeze=False, layout="constrained")
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = _image_grid(len(indices), ncols, (1.9, 2.35), layout="constrained")
     for ax, i in zip(axes.flat, indices):
         top = np.argsort(probs[i])[::-1][:3]
         loss = -np.log(max(float(probs[i, labels[i]]), np.finfo(np.float32).tiny))
@@ -386,18 +343,11 @@ def plot_hardest_digits(images, labels, predicted, wrong_count, total_models: in
     """Digits many models get wrong: each titled ``label → best model's guess`` and ``k/total wrong``."""
     images = _as_images(images)
     labels, predicted, wrong_count = _as_list(labels), _as_list(predicted), _as_list(wrong_count)
-    nrows = max(1, -(-len(images) // ncols))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(ncols * 1.35, nrows * 1.9), squeeze=False, layout="constrained")
-    for ax in axes.flat:
-        ax.set_axis_off()
+    fig, axes = _image_grid(len(images), ncols, (1.35, 1.9), layout="constrained")
     for i, ax in enumerate(axes.flat[: len(images)]):
         ax.imshow(images[i], cmap="gray")
-        wrong = labels[i] != predicted[i]
-        ax.set_title(
-            f"label {labels[i]} → {predicted[i]}\n{wrong_count[i]}/{total_models} wrong",
-            fontsize=8,
-            color="firebrick" if wrong else "black",
-        )
+        title = f"label {labels[i]} → {predicted[i]}\n{wrong_count[i]}/{total_models} wrong"
+        ax.set_title(title, fontsize=8, color="firebrick" if labels[i] != predicted[i] else "black")
     return fig
 
 
@@ -417,17 +367,12 @@ def plot_reliability(calibration, title: str = "Reliability diagram") -> Figure:
     ax.bar(centres[shown], acc[shown], width=width[shown] * 0.9, color="tab:blue", label="accuracy in the bin")
     ax.scatter(centres[shown], conf[shown], color="tab:orange", zorder=3, s=18, label="mean confidence in the bin")
     ax.plot([0, 1], [0, 1], color="grey", linestyle="--", label="perfect calibration")
-    ax.set_xlim(0, 1)
-    ax.set_ylim(0, 1.02)
-    ax.set_xlabel("confidence (top probability)")
-    ax.set_ylabel("accuracy")
+    ax.set(xlim=(0, 1), ylim=(0, 1.02), xlabel="confidence (top probability)", ylabel="accuracy")
     ax.set_title(f"{title}  (ECE {100 * calibration.ece:.2f} points)", fontsize=10)
     ax.legend(loc="upper left", fontsize=8)
     ax_n.bar(centres, np.maximum(calibration.count, 0), width=width * 0.9, color="tab:grey")
     ax_n.set_yscale("log")
-    ax_n.set_xlim(0, 1)
-    ax_n.set_xlabel("confidence (top probability)")
-    ax_n.set_ylabel("test digits in the bin (log scale)")
+    ax_n.set(xlim=(0, 1), xlabel="confidence (top probability)", ylabel="test digits in the bin (log scale)")
     ax_n.set_title("how many digits each bar stands for", fontsize=10)
     return fig
 
@@ -446,9 +391,7 @@ def plot_ladder(rows: dict[str, list[tuple[str, float]]], title: str = "") -> Fi
         ax.invert_yaxis()
         for y, s in enumerate(seconds):
             ax.text(s, y, f" {s:.2f} s ({seconds[0] / s:.1f}×)", va="center", fontsize=8)
-        ax.set_xlim(0, max(seconds) * 1.45)
-        ax.set_xlabel("seconds per epoch (60,000 images)")
-        ax.set_title(f"{name}{title}")
+        ax.set(xlim=(0, max(seconds) * 1.45), xlabel="seconds per epoch (60,000 images)", title=f"{name}{title}")
     return fig
 
 
@@ -474,8 +417,7 @@ def plot_time_breakdown(breakdown: dict[str, dict[str, float]], title: str = "Wh
     ax.set_yticks(range(len(names)), names)
     ax.invert_yaxis()
     ax.set_xlim(0, ax.get_xlim()[1] * 1.12)
-    ax.set_xlabel("seconds per epoch (60,000 images)")
-    ax.set_title(title)
+    ax.set(xlabel="seconds per epoch (60,000 images)", title=title)
     ax.legend(loc="upper center", bbox_to_anchor=(0.5, -0.35), ncol=len(parts), fontsize=8, frameon=False)
     return fig
 
@@ -485,8 +427,7 @@ def plot_lr_schedule(rates: Sequence[float], warmup: int, title: str = "learning
     fig, ax = plt.subplots(figsize=(6.5, 2.8), layout="constrained")
     ax.plot(rates, label="learning rate")
     ax.axvline(warmup, color="grey", linestyle=":", label=f"end of warm-up (step {warmup})")
-    ax.set_xlabel("optimiser step")
-    ax.set_ylabel("learning rate")
+    ax.set(xlabel="optimiser step", ylabel="learning rate")
     ax.set_title(title, fontsize=10)
     ax.legend(fontsize=8)
     return fig
@@ -501,8 +442,7 @@ def plot_accuracy_vs_time(races: dict[str, tuple[list[float], list[float]]], tar
     for label, (seconds, accs) in races.items():
         ax.plot(seconds, [100 * a for a in accs], marker="o", label=label)
     ax.axhline(100 * target, color="grey", linestyle="--", label=f"{target:.0%} target")
-    ax.set_xlabel("training seconds (cumulative, evaluation excluded)")
-    ax.set_ylabel("test accuracy after the epoch (%)")
+    ax.set(xlabel="training seconds (cumulative, evaluation excluded)", ylabel="test accuracy after the epoch (%)")
     ax.set_title("Time to 99 %, same device", fontsize=10)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=8)
@@ -547,10 +487,6 @@ def plot_ablation(rows: dict[str, list[float]], title: str = "Fast recipe, one i
 
 
 # --- notebooks 05-06 (issue 13): training curves with validation, kernels, feature maps, activation scales
-
-
-def _as_numpy(values) -> np.ndarray:
-    return values.detach().float().cpu().numpy() if hasattr(values, "detach") else np.asarray(values, dtype=float)
 
 
 def plot_t1_figure(history: History, loss_range=(0.0, 0.5), acc_range=(0.9, 1.01)) -> Figure:
@@ -701,8 +637,7 @@ def plot_layer_scales(scales: dict[str, Sequence[float]], layer_names: Sequence[
     for label, values in scales.items():
         ax.plot(range(len(values)), values, marker="o", label=label)
     ax.set_xticks(range(len(layer_names)), layer_names, fontsize=8, rotation=20)
-    ax.set_yscale("log")
-    ax.set_ylabel("standard deviation")
+    ax.set(yscale="log", ylabel="standard deviation")
     ax.set_title("activation scale at initialisation, one batch of digits", fontsize=10)
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9)
@@ -726,8 +661,7 @@ def plot_preprocessing_steps(steps: dict[str, np.ndarray], title: str | None = N
         picture = steps[name]
         ax.imshow(picture, cmap=None if picture.ndim == 3 else "gray", vmin=0, vmax=255)
         ax.set_title(f"{i + 1}. {name}\n{picture.shape[1]}×{picture.shape[0]}", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        ax.set(xticks=[], yticks=[])
         if name == "centred" and picture.any():
             cy, cx = centre_of_mass(picture.astype(np.float64))
             ax.plot([CENTRE], [CENTRE], "r+", markersize=12, label="(14, 14)")
@@ -755,16 +689,13 @@ def plot_digit_predictions(
     n = len(originals)
     labels = labels if labels is not None else [None] * n
     fig, axes = plt.subplots(2, n, figsize=(1.6 * n + 0.4, 4.6), squeeze=False)
-    for j in range(n):
-        top, bottom = axes[0, j], axes[1, j]
-        original = originals[j]
+    for top, bottom, original, digit, guesses, label in zip(*axes, originals, digits, predictions, labels, strict=True):
         top.imshow(original, cmap=None if original.ndim == 3 else "gray", vmin=0, vmax=255)
-        digit = digits[j].numpy() if hasattr(digits[j], "numpy") else digits[j]  # a tensor or an array
+        digit = digit.numpy() if hasattr(digit, "numpy") else digit  # a tensor or an array
         bottom.imshow(digit if digit is not None else np.zeros((28, 28)), cmap="gray", vmin=0, vmax=255)
-        guesses = predictions[j]
-        head = f"true {labels[j]}\n" if labels[j] is not None else ""
+        head = f"true {label}\n" if label is not None else ""
         if guesses:
-            wrong = labels[j] is not None and guesses[0][0] != labels[j]
+            wrong = label is not None and guesses[0][0] != label
             top.set_title(f"{head}guess {guesses[0][0]}", fontsize=10, color="red" if wrong else "black")
             text = "\n".join(f"{d}: {p:.2f}" for d, p in guesses)
         else:
@@ -772,8 +703,7 @@ def plot_digit_predictions(
             text = "no digit read"
         bottom.text(0.5, -0.06, text, transform=bottom.transAxes, ha="center", va="top", fontsize=8)
         for ax in (top, bottom):
-            ax.set_xticks([])
-            ax.set_yticks([])
+            ax.set(xticks=[], yticks=[])
     if title:
         fig.suptitle(title, fontsize=10)
     fig.tight_layout(rect=(0, 0, 1, 0.94) if title else (0, 0, 1, 1))

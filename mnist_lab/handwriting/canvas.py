@@ -25,11 +25,7 @@ PEN = 18  # pen width in canvas pixels: MNIST-like strokes at this canvas size
 
 
 class DigitPad:
-    """A drawing pad for one digit: strokes in, a `Reading` out (with or without a browser).
-
-    `model` is any trained model of the series; `side` the canvas size in pixels;
-    `pen` the stroke width.
-    """
+    """A drawing pad for one digit, read by `model` (any trained model of the series); `side` and `pen` in pixels."""
 
     def __init__(self, model: nn.Module, side: int = PAD_SIDE, pen: int = PEN) -> None:
         self.model = model

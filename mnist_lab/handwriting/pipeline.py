@@ -1,40 +1,30 @@
 """From a photo or drawing of one digit to an MNIST digit, or an honest refusal.
 
-MNIST digits were made in a fixed way: dark ink on white paper was scanned, inverted
-(white ink on black), the digit was scaled so that its longer side is 20 pixels
-(keeping its aspect ratio, with anti-aliasing), and pasted into a 28×28 frame so that
-its centre of mass sits at (14, 14). A phone photo is far from that: the light is
-uneven, a shadow may cross the paper, the desk shows around the sheet, the paper may
-be ruled or squared, the sensor adds noise and JPEG adds blocks. `preprocess` first
-turns the photo into a clean map of ink, then repeats MNIST's steps:
+MNIST digits are dark ink on white paper, scanned and inverted (white on black), scaled
+so that the longer side is 20 pixels (aspect kept, anti-aliased) and pasted into 28×28
+with the centre of mass at (14, 14). A phone photo adds uneven light, a shadow, the desk
+around the sheet, ruled or squared paper, sensor noise and JPEG blocks. `preprocess`
+first turns the photo into a clean map of ink, then repeats MNIST's steps (the names of
+`PREPROCESS_STEPS`):
 
-1. **grey**: grey levels 0-255, shrunk so the longer side is at most `WORK_SIDE`;
-2. **background**: first the sheet: a shadow multiplies the light, so in log
-   brightness it is a gentle slope while the border between sheet and desk is a
-   step; the picture is cut along such steps, and a region along the frame that is
-   darker than the sheet next to it is the desk, masked out. Then the polarity (dark
-   ink on light paper, or light chalk on a dark board), decided on the sheet only by
-   which side stands out from the local majority (the paper). Then the paper's own
-   brightness, estimated on a small copy by a grey closing (a local maximum, then a
-   local minimum) that erases strokes narrower than about a seventh of the picture,
-   so shadows and uneven light are kept and ink is not;
-3. **flattened**: how much darker than its own background each pixel is (0 = paper,
+1. **grey**: grey levels 0-255, the longer side shrunk to at most `WORK_SIDE`;
+2. **background**: the sheet (a desk along the frame is masked out, `find_paper`), the
+   polarity (`paper_is_light`) and the paper's own brightness under the ink
+   (`estimate_background`), so shadows and uneven light are kept and ink is not;
+3. **flattened**: how much darker than its background each pixel is (0 = paper,
    1 = black ink), so a digit in a shadow is as strong as one in full light;
-4. **cleaned**: a 3×3 median filter removes speckle; long thin straight lines
-   (ruled or squared paper, at angles up to ±9°) are found by a directional opening
-   and subtracted; what lies outside the paper is dropped;
-5. **cropped**: to the ink, found by a two-level (hysteresis) threshold set from the
-   ink's contrast and the measured noise, ignoring specks, blobs at the picture's
-   border and any ink touching the edge of the sheet next to a desk (slivers of that
-   edge the paper mask, found on a small copy, did not cut off);
+4. **cleaned**: speckle (3×3 median) and ruled or squared lines (`remove_lines`) removed,
+   what lies outside the paper dropped;
+5. **cropped**: to the ink, by a two-level (hysteresis) threshold from the ink's contrast
+   and the noise, ignoring specks, blobs at the picture's border and ink on the sheet's
+   edge next to a desk (`paper_border`);
 6. **thickened** (only a very thin pen), **scaled** (longer side 20), **centred**
    (centre of mass at (14, 14) of 28×28), then normalised as the model was trained.
 
-When the picture does not look like one digit on paper, `preprocess` raises
-`ImageError` saying what it saw and what to do, instead of guessing: no ink at all,
-only noise, several digits, ink touching the edge of the picture, a "digit" that is
-most of the picture, or one too small to read. The error carries the steps computed
-so far (``error.steps``) so the refusal can be shown.
+When the picture does not look like one digit on paper (no ink, only noise, several
+digits, ink touching the edge, a "digit" that is most of the picture or too small to
+read), `preprocess` raises `ImageError` saying what it saw and what to do, instead of
+guessing; the error carries the steps computed so far (``error.steps``).
 """
 
 from __future__ import annotations
@@ -62,9 +52,7 @@ DESK_BORDER = 0.25  # a desk shows along at least this fraction of the picture's
 DESK_RATIO = 0.8  # ...and next to the sheet is at most this fraction of the paper's brightness
 DESK_REACH = 0.05  # paper and desk are compared within this fraction of the picture of the sheet's border
 LINE_ANGLES = np.radians(np.arange(-9.0, 9.01, 1.5))  # slopes tried for ruled and squared lines
-LINE_TOLERANCE = (
-    3  # a line may wander this many pixels (of the half-size copy) across its width (rotation, perspective)
-)
+LINE_TOLERANCE = 3  # a line may wander this many pixels (half-size copy) across its width (rotation, perspective)
 LINE_LENGTH = 0.6  # lines are straight runs at least this fraction of the paper's width (or height)
 LINE_WIDTH = 7  # only marks thinner than this (pixels at WORK_SIDE) can be lines; pen strokes are thicker
 MIN_CONTRAST = 12.0  # grey levels between paper and ink below which we see no ink
@@ -81,17 +69,7 @@ FRAME = 28  # MNIST: the frame the digit is centred in
 CENTRE = 14.0  # MNIST: centre of mass at (14, 14), measured in pixel indices
 MNIST_STROKE = 2.0  # median stroke width of MNIST digits, pixels (2 * area / edge count)
 THIN_STROKE = 1.3  # strokes thinner than this at 20-pixel scale are thickened to MNIST_STROKE
-PREPROCESS_STEPS = (
-    "original",
-    "grey",
-    "background",
-    "flattened",
-    "cleaned",
-    "cropped",
-    "thickened",
-    "scaled",
-    "centred",
-)
+PREPROCESS_STEPS = tuple("original grey background flattened cleaned cropped thickened scaled centred".split())
 
 Steps = dict[str, np.ndarray]
 
@@ -120,24 +98,22 @@ def _small_copy(grey: np.ndarray) -> np.ndarray:
     return block_reduce(grey.astype(np.float32), factor, "mean")
 
 
-def _upsample(small: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    resized = Image.fromarray(small.astype(np.float32), mode="F").resize(shape[::-1], Image.Resampling.BILINEAR)
+def _resize(image: np.ndarray, shape: tuple[int, int], resample=Image.Resampling.BILINEAR) -> np.ndarray:
+    """`image` resized to ``shape`` (h, w), float32 (Pillow's Lanczos widens its kernel when shrinking: smooth)."""
+    resized = Image.fromarray(image.astype(np.float32), mode="F").resize(shape[::-1], resample)
     return np.asarray(resized, dtype=np.float32)
 
 
 def find_paper(grey: np.ndarray) -> np.ndarray:
     """The sheet of paper, ``(H, W)`` bool: True everywhere unless a desk shows around the sheet.
 
-    Light multiplies: a shadow or uneven light scales the brightness of paper and desk
-    alike, so in *log* brightness it adds only a gentle slope, while the sheet's border
-    stays a step of the same height, log(paper / desk), however dark the shadow. So a
-    small copy is cut into regions along steep log-brightness edges (`_edge_regions`):
-    the lit and the shadowed part of one sheet stay one region. The sheet is the
-    brightest region covering at least `SHEET_MIN` of the picture. A region that
-    touches the frame is desk if, next to the sheet, it is darker than the paper just
-    across the edge by `DESK_RATIO` or more (compared there, so that a shadow darkens
-    both sides alike); together the desk must run along `DESK_BORDER` of the frame.
-    Everything else (the ink, a part of the sheet cut off by a stroke) is paper.
+    A shadow scales paper and desk alike, so in *log* brightness it is a gentle slope
+    while the sheet's border is a step, log(paper / desk), however dark the shadow. A
+    small copy is cut into regions along steep log edges (`_edge_regions`); the sheet is
+    the brightest region covering `SHEET_MIN` of the picture; regions along the frame
+    darker than the sheet next to them are desk (`_desk`), which must run along
+    `DESK_BORDER` of the frame. Everything else (ink, a part of the sheet cut off by a
+    stroke) is paper.
     """
     whole = np.ones(grey.shape, dtype=bool)
     small = _small_copy(grey)
@@ -155,7 +131,7 @@ def find_paper(grey: np.ndarray) -> np.ndarray:
         return whole  # no desk along the frame
     # The edge between sheet and desk is a band about 4 small pixels wide: keep clear of it.
     paper = ~ndimage.binary_dilation(desk, iterations=4)
-    return _upsample(paper.astype(np.float32), grey.shape) > 0.5
+    return _resize(paper, grey.shape) > 0.5
 
 
 def _edge_regions(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -175,7 +151,10 @@ def _edge_regions(small: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _desk(log: np.ndarray, regions: np.ndarray, sheet: np.ndarray) -> np.ndarray:
-    """The regions along the frame darker than the sheet next to them by `DESK_RATIO`: ``(h, w)`` bool."""
+    """The regions along the frame darker than the sheet next to them by `DESK_RATIO`: ``(h, w)`` bool.
+
+    Compared just across the edge, where a shadow darkens paper and desk alike.
+    """
     reach = max(2, round(DESK_REACH * max(log.shape)))
     near_sheet = ndimage.binary_dilation(sheet, iterations=reach)
     frame = np.unique(np.concatenate([regions[0], regions[-1], regions[:, 0], regions[:, -1]]))
@@ -192,21 +171,18 @@ def _desk(log: np.ndarray, regions: np.ndarray, sheet: np.ndarray) -> np.ndarray
 def paper_is_light(grey: np.ndarray, paper: np.ndarray | None = None) -> bool:
     """Dark ink on light paper (True) or light ink on a dark background (False)?
 
-    Around each pixel the majority (the local median over 40 % of the picture) is
-    paper, and ink is what stands out from it: the ink's side is the one with the
-    larger strong deviations (the 99.9th percentile of each side; a digit covers
-    more than 0.1 % of the paper). Judged on the paper only (`paper`, bool ``(H, W)``,
-    default everywhere): a desk around the sheet is replaced by the nearest paper
-    before the median, else a sheet's lit corner stands out from the dark desk like
-    light ink. In log brightness, so that a shadow, which scales ink and paper alike,
-    weakens neither.
+    The local majority (median over 40 % of the picture) is paper; the ink's side is the
+    one with the larger strong deviations from it (99.9th percentile: a digit covers more
+    than 0.1 % of the paper). Judged on the `paper` (bool ``(H, W)``, default everywhere)
+    only: a desk takes the value of the nearest paper, else a lit corner of the sheet
+    would stand out from the dark desk like light ink. In log brightness, so that a
+    shadow weakens neither side.
     """
     small = _small_copy(grey)
     log = np.log1p(small)  # (h, w)
     inside = np.ones(small.shape, dtype=bool)
     if paper is not None and not paper.all():
-        factor = max(1, math.ceil(max(grey.shape) / BACKGROUND_SIDE))
-        inside = block_reduce(paper.astype(np.float32), factor, "mean") > 0.99  # (h, w): wholly paper
+        inside = _small_copy(paper) > 0.99  # (h, w): wholly paper
         if inside.any():
             nearest = ndimage.distance_transform_edt(~inside, return_distances=False, return_indices=True)
             log = log[tuple(nearest)]  # the desk takes the value of the nearest paper
@@ -228,7 +204,7 @@ def estimate_background(grey: np.ndarray) -> np.ndarray:
     size = _odd(CLOSING * max(small.shape))
     closed = ndimage.grey_closing(small, size=(size, size))
     smooth = ndimage.uniform_filter(closed, size=3, mode="nearest")
-    return np.maximum(_upsample(smooth, grey.shape), 1.0)
+    return np.maximum(_resize(smooth, grey.shape), 1.0)
 
 
 # --- lines and speckle ------------------------------------------------------------
@@ -246,12 +222,10 @@ def _shear_rows(image: np.ndarray, slope: float) -> tuple[np.ndarray, np.ndarray
 def horizontal_lines(ink: np.ndarray, length: int) -> np.ndarray:
     """Where `ink` lies on straight, nearly horizontal lines at least `length` long: ``(H, W)``.
 
-    For each slope in `LINE_ANGLES`: shear the lines level, open along the rows with
-    a `length`-long segment (only runs that long survive), shear back. The ink is
-    first thickened by `LINE_TOLERANCE` rows so that a line may wander a little (a
-    vertical maximum commutes with the column shifts of the shear, so it is done
-    once). A digit's strokes are shorter than `length`, so they survive only where a
-    line runs through them.
+    For each slope in `LINE_ANGLES`: shear the lines level, open along the rows with a
+    `length`-long segment (only runs that long survive: a digit's strokes are shorter),
+    shear back. The ink is first thickened by `LINE_TOLERANCE` rows so that a line may
+    wander a little (a vertical maximum commutes with the shear's column shifts).
     """
     h, w = ink.shape
     thick = ndimage.maximum_filter1d(ink.astype(np.float32), LINE_TOLERANCE, axis=0)
@@ -296,10 +270,9 @@ def noise_level(values: np.ndarray) -> float:
 def paper_border(paper: np.ndarray) -> np.ndarray:
     """The sheet's own edge, ``(H, W)`` bool: paper pixels within `SHEET_EDGE` pixels of the desk.
 
-    Empty when the whole picture is paper. The desk mask follows the sheet's border only
-    to a few pixels (it is found on a small copy), so at a slanted border, and most at its
-    corners, slivers of the border's bright-to-dark step stay on the paper side and look
-    like ink there. Ink written on the sheet does not reach its very edge.
+    Empty when the whole picture is paper. The desk mask, found on a small copy, misses
+    slivers of the border's bright-to-dark step (most at a slanted border's corners) that
+    look like ink; ink written on the sheet does not reach its very edge.
     """
     desk = ~paper
     if not desk.any():
@@ -324,17 +297,13 @@ def _digit_mask(
     areas = ndimage.sum_labels(np.ones_like(ink), labels, index=index)
     on_sheet_edge = ndimage.maximum(paper_border(paper), labels, index=index) if count else np.zeros(0)  # (count,)
     h, w = ink.shape
-    blobs = []  # (label, area, top, bottom, left, right), bottom/right inclusive
-    for label in strong:
+    largest = max((float(areas[label - 1]) for label in strong), default=0.0)
+    inside, at_edge = [], []  # (label, area, top, bottom, left, right) per blob, bottom/right inclusive
+    for label in strong[areas[strong - 1] >= SPECK * largest]:
         rows, cols = boxes[label - 1]
-        blobs.append((int(label), float(areas[label - 1]), rows.start, rows.stop - 1, cols.start, cols.stop - 1))
-    largest = max((b[1] for b in blobs), default=0.0)
-    blobs = [b for b in blobs if b[1] >= SPECK * largest]
-    inside, at_edge = [], []
-    for blob in blobs:
-        label, _, top, bottom, left, right = blob
-        touches = top == 0 or left == 0 or bottom == h - 1 or right == w - 1
-        big = max(bottom - top + 1, right - left + 1) >= EDGE_BLOB * min(h, w)
+        touches = rows.start == 0 or cols.start == 0 or rows.stop == h or cols.stop == w
+        big = max(rows.stop - rows.start, cols.stop - cols.start) >= EDGE_BLOB * min(h, w)
+        blob = (int(label), float(areas[label - 1]), rows.start, rows.stop - 1, cols.start, cols.stop - 1)
         (at_edge if (touches and big) or on_sheet_edge[label - 1] else inside).append(blob)
     if not inside:
         raise _refuse(
@@ -352,7 +321,6 @@ def _digit_mask(
             steps,
         )
     top, bottom, left, right = _one_digit(inside, name, steps)
-    keep = np.isin(labels, [b[0] for b in inside])
     if max(bottom - top + 1, right - left + 1) < MIN_DIGIT:
         raise _refuse(
             f"In {name} the ink found is only {bottom - top + 1}×{right - left + 1} pixels (after "
@@ -369,7 +337,7 @@ def _digit_mask(
             "plain paper, with a margin of paper around it.",
             steps,
         )
-    return keep
+    return np.isin(labels, [b[0] for b in inside])
 
 
 def _one_digit(blobs: list[tuple], name: str, steps: Steps) -> tuple[int, int, int, int]:
@@ -396,14 +364,8 @@ def _one_digit(blobs: list[tuple], name: str, steps: Steps) -> tuple[int, int, i
             "Crop one digit per image (or draw each digit in its own file) and try again.",
             steps,
         )
-    # Small groups that are not digits (a stray dot) are left out of the box.
-    kept = [g for g in groups if g[0] >= 0.15 * biggest]
-    return (
-        int(min(g[1] for g in kept)),
-        int(max(g[2] for g in kept)),
-        int(min(g[3] for g in kept)),
-        int(max(g[4] for g in kept)),
-    )
+    kept = np.array([g for g in groups if g[0] >= 0.15 * biggest])  # (k, 5): a stray dot is left out of the box
+    return int(kept[:, 1].min()), int(kept[:, 2].max()), int(kept[:, 3].min()), int(kept[:, 4].max())
 
 
 # --- the pipeline -----------------------------------------------------------------
@@ -418,14 +380,13 @@ def preprocess(
     """Turn a photo or drawing of one digit into an MNIST-style digit.
 
     `image_or_path` is a file path, a PIL image, a NumPy array or a tensor. Returns
-    ``(x, image)``: ``x`` float32 ``(1, 1, 28, 28)`` normalised as `normalize` says (one of `NORMALIZATIONS`)
-    (one of ``unit``, ``half``, ``standard``; use the model's ``RECIPE.normalize``)
-    and ``image`` uint8 ``(28, 28)`` (light digit on black, like `load_mnist`). With
-    `return_steps`, also a dict of the intermediate images (uint8 NumPy arrays) named
-    as in `PREPROCESS_STEPS` (``thickened`` only when a thin stroke was thickened);
-    draw it with `mnist_lab.plots.plot_preprocessing_steps`. `thicken=False` skips
-    the thickening. Raises `ImageError` (with ``.steps``) when the picture is not one
-    readable digit on paper.
+    ``(x, image)``: ``x`` float32 ``(1, 1, 28, 28)`` normalised by `normalize` (one of
+    `NORMALIZATIONS`: use the model's ``RECIPE.normalize``) and ``image`` uint8 ``(28, 28)``
+    (light digit on black, like `load_mnist`). With `return_steps`, also the intermediate
+    images (uint8 NumPy arrays) named as in `PREPROCESS_STEPS` (``thickened`` only when a
+    thin stroke was thickened), for `mnist_lab.plots.plot_preprocessing_steps`.
+    `thicken=False` skips the thickening. Raises `ImageError` (with ``.steps``) when the
+    picture is not one readable digit on paper.
     """
     check_choice("normalize", normalize, NORMALIZATIONS)
     check_bool("return_steps", return_steps)
@@ -497,7 +458,7 @@ def _mnist_steps(crop: np.ndarray, thicken: bool, steps: Steps) -> Tensor:
         scale = DIGIT_SIDE / max(crop.shape)
     height = max(1, min(DIGIT_SIDE, round(crop.shape[0] * scale)))
     width = max(1, min(DIGIT_SIDE, round(crop.shape[1] * scale)))
-    small = _resize(crop, height, width)  # (h', w'), longer side 20
+    small = np.clip(_resize(crop, (height, width), Image.Resampling.LANCZOS), 0, 255)  # (h', w'), longer side 20
     if small.max() > 0:
         small *= 255.0 / small.max()
     steps["scaled"] = _as_uint8(small)
@@ -527,12 +488,6 @@ def _stroke_width(mask: np.ndarray) -> float:
     edges = (mask[1:] != mask[:-1]).sum() + (mask[:, 1:] != mask[:, :-1]).sum()
     edges += mask[0].sum() + mask[-1].sum() + mask[:, 0].sum() + mask[:, -1].sum()
     return 2.0 * float(area) / max(1, int(edges))
-
-
-def _resize(image: np.ndarray, height: int, width: int) -> np.ndarray:
-    # Pillow's Lanczos widens its kernel when shrinking, so this is anti-aliased.
-    resized = Image.fromarray(image.astype(np.float32), mode="F").resize((width, height), Image.Resampling.LANCZOS)
-    return np.clip(np.asarray(resized, dtype=np.float32), 0, 255)
 
 
 def _thicken(crop: np.ndarray) -> np.ndarray:

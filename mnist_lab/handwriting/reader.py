@@ -76,9 +76,7 @@ def read_digit(model: nn.Module, image_or_path: ImageInput, k: int = 3) -> Readi
         if not hasattr(error, "steps"):
             raise
         return Reading([], refusal=str(error), steps=error.steps)
-    probs, classes = predict(model, digit, k=k)  # uint8 in: normalised by the model's own recipe
-    guesses = [(int(c), float(p)) for c, p in zip(classes[0], probs[0])]
-    return Reading(guesses, steps=steps, digit_image=digit.numpy())
+    return Reading(predict_digits(model, digit, k)[0], steps=steps, digit_image=digit.numpy())
 
 
 def predict_digit(model: nn.Module, image_or_path: ImageInput, k: int = 3) -> list[tuple[int, float]]:
@@ -90,13 +88,11 @@ def predict_digit(model: nn.Module, image_or_path: ImageInput, k: int = 3) -> li
     returns the refusal instead).
     """
     check_int("k", k, minimum=1)
-    _, digit = preprocess(image_or_path)
-    probs, classes = predict(model, digit, k=k)
-    return [(int(c), float(p)) for c, p in zip(classes[0], probs[0])]
+    return predict_digits(model, preprocess(image_or_path)[1], k)[0]
 
 
 def predict_digits(model: nn.Module, digits: list[Tensor] | Tensor, k: int = 3) -> list[list[tuple[int, float]]]:
-    """`predict_digit` for many already preprocessed 28×28 uint8 digits at once (one forward pass)."""
+    """`predict_digit` for preprocessed 28×28 uint8 digits (a list or a tensor, one or N) in one pass."""
     check_int("k", k, minimum=1)
     probs, classes = predict(model, digits if isinstance(digits, Tensor) else torch.stack(digits), k=k)
     return [[(int(c), float(p)) for c, p in zip(cs, ps)] for cs, ps in zip(classes, probs)]

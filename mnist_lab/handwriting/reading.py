@@ -23,9 +23,6 @@ FORMATS = "PNG, JPEG, BMP, GIF, TIFF or WebP"
 MAX_PIXELS = 40_000_000  # refuse larger images (a 40-megapixel photo is already far more than needed)
 
 
-# --- reading ----------------------------------------------------------------------
-
-
 def load_image(path: str | os.PathLike[str]) -> Image.Image:
     """Open an image file after checking it: exists, not empty, an image, not huge.
 
@@ -146,9 +143,6 @@ def _as_uint8(array: np.ndarray) -> np.ndarray:
     elif high > 255:
         values = values / 257.0  # 16-bit pixels: 65535 -> 255
     return np.clip(np.rint(values), 0, 255).astype(np.uint8)
-
-
-# --- grey levels and ink ----------------------------------------------------------
 
 
 def grey_levels(image: Image.Image) -> np.ndarray:
