@@ -69,7 +69,17 @@ FRAME = 28  # MNIST: the frame the digit is centred in
 CENTRE = 14.0  # MNIST: centre of mass at (14, 14), measured in pixel indices
 MNIST_STROKE = 2.0  # median stroke width of MNIST digits, pixels (2 * area / edge count)
 THIN_STROKE = 1.3  # strokes thinner than this at 20-pixel scale are thickened to MNIST_STROKE
-PREPROCESS_STEPS = tuple("original grey background flattened cleaned cropped thickened scaled centred".split())
+PREPROCESS_STEPS = (
+    "original",
+    "grey",
+    "background",
+    "flattened",
+    "cleaned",
+    "cropped",
+    "thickened",
+    "scaled",
+    "centred",
+)
 
 Steps = dict[str, np.ndarray]
 
