@@ -96,7 +96,7 @@ def _train(args: argparse.Namespace) -> int:
     set_seed(config.seed)
     net = build_model(args.model, seed=config.seed)
     _check_train_outputs(args, net)
-    speed = _speed(args, Speed.auto(net, device, config, args.data_dir))
+    speed = _speed(args, lambda: Speed.auto(net, device, config, args.data_dir))
     print(f"Training {args.model} ({cls.SOURCE}) with {config}; speed: {speed.describe()}")
     history = fit(
         net, config, device=device, data_dir=args.data_dir, speed=speed, checkpoint=args.checkpoint,
@@ -129,12 +129,18 @@ def _check_train_outputs(args: argparse.Namespace, net) -> None:
 
 
 def _speed(args: argparse.Namespace, auto):
-    """`auto` with the switches named on the command line; an explicit --compile replaces the CUDA graph."""
+    """`auto()` with the switches named on the command line; an explicit --compile replaces the CUDA graph.
+
+    The switches given are checked first, so a bad --compile mode fails before `auto` measures anything.
+    """
+    from .speed import Speed
+
     given = {name: getattr(args, name) for name in SPEED_SWITCHES if getattr(args, name) is not None}
     if args.compile is not None:
         given["compile"] = args.compile
         given.setdefault("cuda_graph", False)
-    return dataclasses.replace(auto, **given)
+    Speed(**given)
+    return dataclasses.replace(auto(), **given)
 
 
 def _models(args: argparse.Namespace) -> int:
@@ -244,8 +250,10 @@ def _fast_report(args: argparse.Namespace, bench) -> dict:
     config = FastCNN.RECIPE.replace(seed=args.seed, **{k: v for k, v in changes.items() if v is not None})
     speed = None
     if args.compile is not None:
+        mode = False if args.compile == "off" else args.compile
+        Speed(compile=mode)  # a bad mode fails here, before Speed.auto measures anything
         auto = Speed.auto(FastCNN(), get_device(args.device), config, args.data_dir)
-        speed = dataclasses.replace(auto, cuda_graph=False, compile=False if args.compile == "off" else args.compile)
+        speed = dataclasses.replace(auto, cuda_graph=False, compile=mode)
     return bench.run_fast(range(args.seed, args.seed + seeds), args.device, config, args.data_dir, speed)
 
 

@@ -98,8 +98,9 @@ def test_quick_fast_recipe_reports_every_seed(tmp_path, capsys):
         (["--models", "mlp", "--device", "tpu"], "Unknown device 'tpu'"),
     ],
 )
-def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys, args, message):
+def test_bad_input_exits_2_before_anything_runs(tmp_path, capsys, monkeypatch, args, message):
     out = tmp_path / "out"
+    monkeypatch.setattr(Speed, "auto", classmethod(lambda cls, *a, **k: pytest.fail("Speed.auto measured first")))
     assert main(["bench", *args, "--out", str(out)]) == 2
     captured = capsys.readouterr()
     assert message in captured.err and "s/epoch" not in captured.out

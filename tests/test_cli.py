@@ -98,6 +98,14 @@ def test_train_has_an_option_for_every_config_field_and_speed_switch():
         assert "--" + name.replace("_", "-") in result.stdout, name
 
 
+def test_a_bad_compile_mode_is_refused_before_anything_is_measured(monkeypatch, capsys):
+    from mnist_lab.speed import Speed
+
+    monkeypatch.setattr(Speed, "auto", classmethod(lambda cls, *a, **k: pytest.fail("Speed.auto measured first")))
+    assert main(["train", "--model", "mlp", "--device", "cpu", "--compile", "turbo", "--no-progress"]) == 2
+    assert "Unknown compile mode 'turbo'" in capsys.readouterr().err
+
+
 def test_train_uses_the_speed_switches_that_pay_unless_told_otherwise(monkeypatch, capsys):
     import dataclasses
 
