@@ -106,6 +106,7 @@ def test_a_bad_compile_mode_is_refused_before_anything_is_measured(monkeypatch, 
     assert "Unknown compile mode 'turbo'" in capsys.readouterr().err
 
 
+@pytest.mark.slow  # measures a decision on a cold cache: 7-10 s
 def test_train_uses_the_speed_switches_that_pay_unless_told_otherwise(monkeypatch, capsys):
     import dataclasses
 

@@ -596,6 +596,7 @@ def test_ink_at_the_sheets_edge_does_not_join_the_digit():
 TILTED_DESK_DIM_FAILURES = [(0, 0), (1, 0), (2, 0), (3, 0), (4, 0)]
 
 
+@pytest.mark.slow  # five photos, about 2 s each; paper_border's own tests stay in the fast loop
 @pytest.mark.parametrize("source, seed", TILTED_DESK_DIM_FAILURES)
 def test_a_slanted_sheet_on_a_desk_in_dim_light_gives_the_digit(source, seed, test_set):
     """tilted_desk_dim, held out in the second measurement: 88 % read, 8 % wrong with p >= 0.9."""

@@ -162,6 +162,7 @@ def test_the_decision_is_cached_and_a_damaged_cache_is_measured_again(monkeypatc
     assert not measured.cached and json.loads(cache_path().read_text())[first.key]["chosen"] == measured.chosen
 
 
+@pytest.mark.slow  # measures a decision on a cold cache: 7-10 s
 def test_measuring_leaves_the_global_random_state_as_it_was(monkeypatch, tmp_path):
     # fit's caller seeds, builds the model, then asks Speed.auto: the numbers drawn next (shuffling,
     # dropout) must not depend on whether the decision was cached or measured just now.
