@@ -323,10 +323,13 @@ def tutorial_transform(normalize: str = "unit", flatten: bool = False) -> Callab
 def normalize(images: Tensor, kind: str = "standard") -> Tensor:
     """uint8 ``(N, 28, 28)`` or ``(N, 1, 28, 28)`` -> float32 ``(N, 1, 28, 28)``, as `NORMALIZATIONS[kind]` says."""
     check_choice("normalize", kind, NORMALIZATIONS)
+    return _scaled(images.reshape(-1, *IMAGE_SHAPE), kind)
+
+
+def _scaled(images: Tensor, kind: str) -> Tensor:
+    """uint8 -> float32 (x/255 - shift)/scale, as one multiply and one subtract; `kind` already checked."""
     shift, scale = NORMALIZATIONS[kind]
-    x = images.reshape(-1, *IMAGE_SHAPE).float()
-    # (x/255 - shift)/scale as one multiply and one subtract
-    return x.mul_(1.0 / (255.0 * scale)).sub_(shift / scale)
+    return images.float().mul_(1.0 / (255.0 * scale)).sub_(shift / scale)
 
 
 def mean_std(images: Tensor) -> tuple[float, float]:
@@ -393,17 +396,21 @@ class DeviceLoader:
         return len(self) * self.batch_size if self.drop_last else len(self.labels)
 
     def __iter__(self):
-        n = len(self.labels)
+        order = None
         if self.shuffle:
-            order = torch.randperm(n, generator=self.generator, device=self.generator.device).to(self.device)
-        else:
-            order = torch.arange(n, device=self.device)
+            order = torch.randperm(len(self.labels), generator=self.generator, device=self.generator.device)
+            order = order.to(self.device)
         for lo in range(0, len(self) * self.batch_size, self.batch_size):
-            yield self.batch(order[lo : lo + self.batch_size])  # the last slice stops at n
+            batch = slice(lo, lo + self.batch_size)  # the last one stops at the end
+            if order is None:  # in order: a view of the split, no gather
+                yield _scaled(self.images[batch], self.normalize), self.labels[batch]
+            else:
+                yield self.batch(order[batch])
 
     def batch(self, idx: Tensor) -> tuple[Tensor, Tensor]:
         """The samples `idx` (B,) as a normalised batch: float32 ``(B, 1, 28, 28)`` and labels ``(B,)``."""
-        return normalize(self.images.index_select(0, idx), self.normalize), self.labels.index_select(0, idx)
+        # `normalize` was checked once, in __init__: nothing but the arithmetic in the training step
+        return _scaled(self.images.index_select(0, idx), self.normalize), self.labels.index_select(0, idx)
 
     def state_dict(self) -> dict:
         """The shuffling state, so a resumed run draws the same permutations."""
