@@ -81,6 +81,8 @@ def _add_train(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--" + name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
                        help=f"speed switch {name} (default: what Speed.auto measured to pay here)")  # fmt: skip
     p.add_argument("--compile", nargs="?", const=True, metavar="MODE", help="torch.compile the model (optional mode)")
+    p.add_argument("--threads", type=int, metavar="N",
+                   help="CPU threads for the training steps (default: what Speed.auto measured here)")  # fmt: skip
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.set_defaults(func=_train)
 
@@ -139,6 +141,8 @@ def _speed(args: argparse.Namespace, auto):
     if args.compile is not None:
         given["compile"] = args.compile
         given.setdefault("cuda_graph", False)
+    if args.threads is not None:
+        given["threads"] = args.threads
     Speed(**given)
     return dataclasses.replace(auto(), **given)
 

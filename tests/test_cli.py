@@ -104,6 +104,8 @@ def test_a_bad_compile_mode_is_refused_before_anything_is_measured(monkeypatch, 
     monkeypatch.setattr(Speed, "auto", classmethod(lambda cls, *a, **k: pytest.fail("Speed.auto measured first")))
     assert main(["train", "--model", "mlp", "--device", "cpu", "--compile", "turbo", "--no-progress"]) == 2
     assert "Unknown compile mode 'turbo'" in capsys.readouterr().err
+    assert main(["train", "--model", "mlp", "--device", "cpu", "--threads", "0", "--no-progress"]) == 2
+    assert "threads must be at least 1, got 0" in capsys.readouterr().err
 
 
 @pytest.mark.slow  # measures a decision on a cold cache: 7-10 s

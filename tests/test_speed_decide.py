@@ -15,9 +15,19 @@ from torch import nn
 
 from mnist_lab.config import TrainConfig
 from mnist_lab.data import DeviceLoader
+from mnist_lab.errors import InvalidParameterError
 from mnist_lab.models import FastCNN, build_model
-from mnist_lab.speed import Speed, decide, pool_before_relu, relu_pool_pairs
-from mnist_lab.speed.decide import MARGIN, Decision, Trial, _choose, cache_path, candidates
+from mnist_lab.speed import Speed, decide, on_threads, pool_before_relu, relu_pool_pairs
+from mnist_lab.speed.decide import (
+    MARGIN,
+    Decision,
+    Trial,
+    _choose,
+    _choose_threads,
+    cache_path,
+    candidates,
+    thread_counts,
+)
 from mnist_lab.train import loss_function, make_optimizer
 
 SMALL = TrainConfig(batch_size=32)  # a small batch keeps each trial short
@@ -145,6 +155,13 @@ def test_every_candidate_starts_alike_and_the_choice_trains_within_the_noise():
     assert abs(chosen.loss - plain.loss) <= decision.tolerance
     assert chosen is plain or decision.speedup(chosen) >= MARGIN
     assert decision.noise > 0  # another start trains to another loss
+    threaded = [t for t in decision.trials if "threads" in t.switches]
+    assert [t.switches["threads"] for t in threaded] == thread_counts(torch.get_num_threads())
+    if threaded:  # the first choice timed again, and each count trains to its loss: in float32 only the order
+        reference = decision.reference  # of some sums may differ; bfloat16 kernels may round differently
+        assert reference.ok and {**reference.switches, "threads": 1} == threaded[-1].switches
+        close = decision.tolerance if reference.switches["amp"] else 1e-3 * abs(reference.loss)
+        assert all(abs(t.loss - reference.loss) <= close for t in threaded)
 
 
 @pytest.mark.slow
@@ -155,6 +172,7 @@ def test_the_decision_is_cached_and_a_damaged_cache_is_measured_again(monkeypatc
     assert not first.cached and cache_path().parent == tmp_path / "cache"
     again = decide.decide(model, "cpu", SMALL)
     assert again.cached and again.chosen == first.chosen and again.trials == first.trials
+    assert again.reference == first.reference
     assert Speed.auto(model, "cpu", SMALL) == Speed(**first.chosen)
     assert decide.decide(model, "cpu", SMALL.replace(batch_size=64)).key != first.key  # another recipe, measured
     cache_path().write_text("{ not json")
@@ -201,3 +219,77 @@ def test_describe_and_table_name_the_choice_and_every_candidate():
     rows = decision.table().splitlines()
     assert len(rows) == 4 and "no extra switches" in rows[1] and rows[2].endswith("chosen")
     assert Decision.from_dict(json.loads(json.dumps(decision.to_dict()))).trials == decision.trials
+
+
+# --- fewer threads ---------------------------------------------------------------------
+
+
+def test_the_thread_counts_tried_are_half_and_one():
+    assert thread_counts(1) == [] and thread_counts(2) == [1] and thread_counts(3) == [1]
+    assert thread_counts(8) == [4, 1] and thread_counts(16) == [8, 1]
+
+
+def _with_threads(first: Trial, again: float, *fewer: tuple[int, float, float]) -> Decision:
+    """A decision whose first choice is `first`, timed `again` beside (threads, seconds per step, loss) trials."""
+    decision = _decision(PLAIN, first)
+    decision.chosen = _choose(decision)
+    assert decision.chosen == first.switches
+    decision.reference = Trial(first.switches, again, first.loss)
+    decision.trials += [Trial({**first.switches, "threads": n}, sps, loss) for n, sps, loss in fewer]
+    decision.chosen = _choose_threads(decision)
+    return decision
+
+
+def test_fewer_threads_are_kept_only_when_they_beat_the_first_choice_timed_beside_them():
+    amp = Trial(_switches(amp=True), 0.004, 1.002)  # 2.5x the plain step
+    # the machine slowed down between the rounds: the first choice took 0.005 s beside the thread trials
+    decision = _with_threads(amp, 0.005, (4, 0.0048, 1.002), (1, 0.004, 1.003))
+    assert decision.chosen == {**amp.switches, "threads": 1}  # 1.25x faster than the first choice beside it
+    one, four = decision.trials[-1], decision.trials[-2]
+    assert decision.speedup(one) == pytest.approx(2.5 * 0.005 / 0.004)  # scaled by the first choice's time then
+    assert decision.verdict(one) == "chosen" and decision.verdict(amp) == "slower than the chosen one"
+    assert decision.verdict(four) == "less than 10% faster than on all threads"
+    assert decision.describe().startswith("amp, threads=1 (3.12× the plain step")
+    assert "beside the first choice, amp, again at 5.00 ms/step" in decision.table()
+    back = Decision.from_dict(json.loads(json.dumps(decision.to_dict())))
+    assert back.reference == decision.reference and back.trials == decision.trials and back.chosen == decision.chosen
+
+
+def test_fewer_threads_that_do_not_pay_or_train_otherwise_leave_the_first_choice():
+    amp = Trial(_switches(amp=True), 0.004, 1.002)
+    assert _with_threads(amp, 0.004, (1, 0.004 / (MARGIN - 0.05), 1.002)).chosen == amp.switches  # under the margin
+    different = _with_threads(amp, 0.004, (1, 0.002, 1.5))  # twice as fast, but the loss is off by 0.5
+    assert different.chosen == amp.switches and different.verdict(different.trials[-1]) == "loss outside the noise"
+    failed_again = _with_threads(amp, math.nan, (1, 0.001, 1.002))  # the first choice could not be timed again
+    assert failed_again.chosen == amp.switches
+
+
+def test_a_thread_count_holds_for_the_epoch_only():
+    before = torch.get_num_threads()
+    seen = []
+
+    def epoch(wrap):
+        seen.append(torch.get_num_threads())
+        if len(seen) == 2:
+            raise KeyboardInterrupt  # Ctrl-C in the middle of an epoch
+        return 0.0, 0.0, False
+
+    run = on_threads(epoch, 1)
+    run(lambda batches: batches)
+    assert seen == [1] and torch.get_num_threads() == before
+    with pytest.raises(KeyboardInterrupt):
+        run(lambda batches: batches)
+    assert seen == [1, 1] and torch.get_num_threads() == before
+
+
+def test_speed_with_a_thread_count_trains_like_without_one():
+    usual, one_thread = _trained("mlp", Speed()), _trained("mlp", Speed(threads=1))
+    for a, b in zip(usual, one_thread):  # only the order of some sums may differ
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-6)
+    assert Speed(threads=1).describe() == "threads=1" and Speed(amp=True, threads=2).describe() == "amp, threads=2"
+
+
+@pytest.mark.parametrize("threads", [0, -2, 1.5, "2", True])
+def test_a_thread_count_that_is_not_a_positive_whole_number_is_refused(threads):
+    with pytest.raises(InvalidParameterError, match="threads must be"):
+        Speed(threads=threads)

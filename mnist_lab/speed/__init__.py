@@ -15,11 +15,15 @@ that object. Its switches:
 - ``pool_first``: where a ReLU feeds a max-pool (conv → ReLU → pool, as T0 and T4
   write their CNNs), pool first (`pool_before_relu`): the same function and gradients,
   ReLU on a quarter of the values.
+- ``threads``: how many CPU threads PyTorch uses for the training steps (``None``: as
+  many as it uses already). Set at the start of each epoch and put back at its end
+  (`on_threads`), so evaluation and everything after `fit` keep the session's setting.
 
 `Speed.auto(model, device)` turns on what pays *on this machine*: it times a few
-training steps with each combination of the switches that apply and keeps the
-fastest one that is clearly faster and trains to the same loss
-(`mnist_lab.speed.decide`; the decision is cached, so each machine measures once).
+training steps with each combination of the switches that apply, keeps the fastest
+one that is clearly faster and trains to the same loss, and on a CPU then tries it on
+fewer threads (`mnist_lab.speed.decide`; the decision is cached, so each machine
+measures once).
 
 Also here: `fast_recipe` (99 % in seconds) and `bench` (the tutorials' loop against
 ours, and notebook 08's ladder).
@@ -35,7 +39,7 @@ import torch
 from torch import Tensor, nn
 
 from ..config import TrainConfig
-from ..errors import InvalidParameterError, check_bool, check_choice
+from ..errors import InvalidParameterError, check_bool, check_choice, check_int
 from ..train import EpochResult, EpochRunner, plain_epochs
 
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -57,6 +61,7 @@ class Speed:
     cuda_graph: bool = False
     fused: bool = False
     pool_first: bool = False
+    threads: int | None = None
 
     def __post_init__(self) -> None:
         check_bool("fused", self.fused)
@@ -66,6 +71,8 @@ class Speed:
         check_bool("cuda_graph", self.cuda_graph)
         if not isinstance(self.compile, bool):
             check_choice("compile mode", self.compile, COMPILE_MODES)
+        if self.threads is not None:
+            check_int("threads", self.threads, minimum=1)
         if self.cuda_graph and self.compile:
             raise InvalidParameterError(
                 "cuda_graph=True and compile both replace the training step: choose one "
@@ -89,8 +96,8 @@ class Speed:
         return cls(**decide(model, device, config, data_dir).chosen)
 
     def describe(self) -> str:
-        """The switches that are on, e.g. ``"amp, channels_last"`` (or ``"no extra switches"``)."""
-        on = [f"compile={v}" if k == "compile" and isinstance(v, str) else k for k, v in asdict(self).items() if v]
+        """The switches that are on, e.g. ``"amp, channels_last, threads=1"`` (or ``"no extra switches"``)."""
+        on = [f"{k}={v}" if k == "threads" or isinstance(v, str) else k for k, v in asdict(self).items() if v]
         return ", ".join(on) or "no extra switches"
 
     def prepare(
@@ -114,9 +121,30 @@ class Speed:
         if device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # time the algorithms once per shape, keep the fastest
         if self.cuda_graph:
-            return _graphed_epochs(model, optimizer, loss_fn, loader, self.amp, lr, start_epoch)
-        runner = compiled(model, self.compile) if self.compile else model
-        return plain_epochs(runner, optimizer, loss_fn, loader, lr, start_epoch, amp=self.amp)
+            run = _graphed_epochs(model, optimizer, loss_fn, loader, self.amp, lr, start_epoch)
+        else:
+            runner = compiled(model, self.compile) if self.compile else model
+            run = plain_epochs(runner, optimizer, loss_fn, loader, lr, start_epoch, amp=self.amp)
+        return on_threads(run, self.threads) if self.threads else run
+
+
+def on_threads(run: EpochRunner, threads: int) -> EpochRunner:
+    """`run` with PyTorch on `threads` CPU threads for the epoch, and back on as many as before after it.
+
+    ``torch.set_num_threads`` holds for the whole process: setting it only around the
+    training steps leaves evaluation, and the learner's session after `fit`, as they were,
+    also when the epoch stops with an error or Ctrl-C.
+    """
+
+    def run_on_threads(wrap: Callable[[Iterable], Iterable]) -> EpochResult:
+        before = torch.get_num_threads()
+        torch.set_num_threads(threads)
+        try:
+            return run(wrap)
+        finally:
+            torch.set_num_threads(before)
+
+    return run_on_threads
 
 
 def relu_pool_pairs(model: nn.Module) -> list[tuple[nn.Sequential, int]]:

@@ -81,13 +81,14 @@ class Step:
     compile: bool | str = False
     cuda_graph: bool = False
     pool_first: bool = False  # only the tuned rung: where Speed.auto measured it to pay
+    threads: int | None = None  # likewise
 
     @property
     def speed(self) -> Speed:
         """This rung's speed switches, as `fit` takes them."""
         return Speed(
             amp=self.amp, channels_last=self.channels_last, compile=self.compile, cuda_graph=self.cuda_graph,
-            pool_first=self.pool_first,
+            pool_first=self.pool_first, threads=self.threads,
         )  # fmt: skip
 
 

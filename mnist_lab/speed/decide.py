@@ -19,6 +19,12 @@ Candidates, in every combination that applies (`candidates`):
 - ``amp``: bfloat16 autocast, only where the device computes in bfloat16 natively.
 - ``cuda_graph``: on CUDA, for SGD and Adam recipes.
 
+Then, on a CPU with more than one thread, fewer threads (`thread_counts`: half, and
+one): small steps can lose more to waking and joining threads than they gain. The
+first choice is timed again beside each smaller count, in rounds of their own, and
+a count is kept if it makes the step at least `MARGIN` faster with the loss within
+the noise. `Speed` sets it for the training steps only (`mnist_lab.speed.on_threads`).
+
 torch.compile is not a candidate: compiling costs tens of seconds per model, and on
 the 2-core AMD EPYC (torch 2.14.1) it made `cnn5x5`'s bfloat16 step slower
 (15.5 s against 7.9 s an epoch). Ask for it with ``Speed(compile=True)``.
@@ -71,7 +77,7 @@ SWITCHES = ("fused", "channels_last", "pool_first", "amp", "cuda_graph")
 class Trial:
     """One candidate's measurement: seconds per step and the loss after its first epoch of steps."""
 
-    switches: dict[str, bool]
+    switches: dict[str, Any]  # switch name -> on; ``threads`` -> a thread count where one was tried
     seconds_per_step: float
     loss: float
     error: str | None = None  # why the candidate could not run here
@@ -94,6 +100,7 @@ class Decision:
     steps: int  # steps per timed epoch
     date: str
     rounds: int = ROUNDS  # timed epochs per candidate
+    reference: Trial | None = None  # the first choice, timed again beside the smaller thread counts
     cached: bool = False
 
     @property
@@ -102,8 +109,17 @@ class Decision:
         return self.trials[0]
 
     def speedup(self, trial: Trial) -> float:
-        """How many times faster than the plain loop `trial`'s step is."""
-        return self.plain.seconds_per_step / trial.seconds_per_step if trial.ok else math.nan
+        """How many times faster than the plain loop `trial`'s step is.
+
+        A fewer-threads trial was timed beside `reference`, not beside the plain loop:
+        its speed-up is the first choice's, times how much faster than `reference` it was.
+        """
+        if not trial.ok:
+            return math.nan
+        if "threads" in trial.switches and self.reference is not None:
+            first = next(t for t in self.trials if t.switches == self.reference.switches)
+            return self.speedup(first) * self.reference.seconds_per_step / trial.seconds_per_step
+        return self.plain.seconds_per_step / trial.seconds_per_step
 
     def verdict(self, trial: Trial) -> str:
         """Why `trial` was or was not chosen, in a few words."""
@@ -113,6 +129,10 @@ class Decision:
             return "chosen"
         if abs(trial.loss - self.plain.loss) > self.tolerance:
             return "loss outside the noise"
+        if "threads" in trial.switches and self.reference is not None:
+            if self.reference.seconds_per_step / trial.seconds_per_step < MARGIN:
+                return f"less than {MARGIN - 1:.0%} faster than on all threads"
+            return "slower than the chosen one"
         if trial is not self.plain and self.speedup(trial) < MARGIN:
             return f"less than {MARGIN - 1:.0%} faster"
         return "slower than the chosen one"
@@ -133,16 +153,23 @@ class Decision:
 
     def table(self) -> str:
         """Every candidate as a row: switches, ms per step, speed-up, loss, verdict."""
-        rows = [f"{'switches':<38s} {'ms/step':>8s} {'× plain':>8s} {'loss':>8s}  verdict"]
+        width = max(38, *(len(Speed(**t.switches).describe()) for t in self.trials))
+        rows = [f"{'switches':<{width}s} {'ms/step':>8s} {'× plain':>8s} {'loss':>8s}  verdict"]
         for t in self.trials:
             ms = f"{1000 * t.seconds_per_step:8.2f}" if t.ok else f"{'-':>8s}"
             x = f"{self.speedup(t):8.2f}" if t.ok else f"{'-':>8s}"
             loss = f"{t.loss:8.4f}" if t.ok else f"{'-':>8s}"
-            rows.append(f"{Speed(**t.switches).describe():<38s} {ms} {x} {loss}  {self.verdict(t)}")
+            rows.append(f"{Speed(**t.switches).describe():<{width}s} {ms} {x} {loss}  {self.verdict(t)}")
         rows.append(
             f"({self.steps} steps per timed epoch, fastest of {self.rounds} interleaved round(s); loss after 1 epoch, "
             f"noise {self.noise:.4f} = gap between two plain runs from different initial weights; {self.device})"
         )
+        if self.reference is not None and self.reference.ok:
+            rows.append(
+                f"(threads=N rows: timed in rounds of their own beside the first choice, "
+                f"{Speed(**self.reference.switches).describe()}, again at "
+                f"{1000 * self.reference.seconds_per_step:.2f} ms/step; × plain scaled by that)"
+            )
         return "\n".join(rows)
 
     def to_dict(self) -> dict[str, Any]:
@@ -153,8 +180,10 @@ class Decision:
     def from_dict(cls, data: dict[str, Any]) -> Decision:
         """The inverse of `to_dict`; cached unless `data` says otherwise (a bench report does)."""
         trials = [Trial(**t) for t in data["trials"]]
-        names = {f.name for f in fields(cls)} - {"trials", "cached"}
-        return cls(trials=trials, cached=data.get("cached", True), **{k: data[k] for k in names if k in data})
+        reference = Trial(**data["reference"]) if data.get("reference") else None
+        names = {f.name for f in fields(cls)} - {"trials", "reference", "cached"}
+        given = {k: data[k] for k in names if k in data}
+        return cls(trials=trials, reference=reference, cached=data.get("cached", True), **given)
 
 
 # --- what to try, and where to keep the answer ----------------------------------------
@@ -184,6 +213,16 @@ def candidates(model: nn.Module, device: torch.device, config: TrainConfig) -> l
     return [{name: name in names and on[names.index(name)] for name in SWITCHES} for on in combos]
 
 
+def thread_counts(threads: int) -> list[int]:
+    """The smaller CPU thread counts worth timing beside `threads`: half of them, and one."""
+    return sorted({threads // 2, 1} - {0, threads}, reverse=True) if threads > 1 else []
+
+
+def fewer_threads(device: torch.device) -> list[int]:
+    """`thread_counts` of PyTorch's thread count now, on a CPU; none elsewhere (the host only launches work)."""
+    return thread_counts(torch.get_num_threads()) if device.type == "cpu" else []
+
+
 def device_name(device: torch.device) -> str:
     """The chip, as precisely as the machine says: CPU model (and bf16), or GPU name."""
     if device.type == "cuda":
@@ -207,6 +246,7 @@ def decision_key(model: nn.Module, device: torch.device, config: TrainConfig) ->
     return (
         f"{type(model).__name__}|{parameters}|layers {layers}|{device_name(device)}|torch {torch.__version__}|"
         f"batch {config.batch_size}|{config.optimizer}|tried {','.join(applicable_switches(model, device, config))}"
+        f"|threads {','.join(map(str, fewer_threads(device)))}"
     )
 
 
@@ -293,6 +333,11 @@ def _measured(model: nn.Module, device: torch.device, config: TrainConfig, key: 
     today = dt.date.today().isoformat()
     decision = Decision(key, device_name(device), trials[0].switches, trials, noise, steps, today, rounds)
     decision.chosen = _choose(decision)
+    if counts := fewer_threads(device):  # the first choice again, beside the same with fewer threads
+        combos = [decision.chosen] + [{**decision.chosen, "threads": n} for n in counts]
+        decision.reference, *fewer = _measure(model, combos, config, lambda: batches(steps), steps, rounds)
+        decision.trials += fewer
+        decision.chosen = _choose_threads(decision)
     return decision
 
 
@@ -307,6 +352,20 @@ def _choose(decision: Decision) -> dict[str, bool]:
     return min(good, key=lambda t: t.seconds_per_step).switches if good and plain.ok else plain.switches
 
 
+def _choose_threads(decision: Decision) -> dict[str, Any]:
+    """The fastest fewer-threads trial that beats `reference` by `MARGIN` with its loss within the noise."""
+    reference = decision.reference
+    good = [
+        t
+        for t in decision.trials
+        if "threads" in t.switches
+        and t.ok
+        and abs(t.loss - decision.plain.loss) <= decision.tolerance
+        and reference.seconds_per_step / t.seconds_per_step >= MARGIN
+    ]
+    return min(good, key=lambda t: t.seconds_per_step).switches if good and reference.ok else decision.chosen
+
+
 ERRORS = (RuntimeError, NotImplementedError, ValueError, MnistLabError)  # a switch this device cannot run
 
 
@@ -314,7 +373,9 @@ class _Candidate:
     """A copy of the model with one combination of switches, trained epoch by epoch on its own batches."""
 
     def __init__(self, model, switches, config: TrainConfig, loader: DeviceLoader, steps: int, reinitialise=False):
-        self.switches = {name: bool(switches.get(name)) for name in SWITCHES}
+        self.switches: dict[str, Any] = {name: bool(switches.get(name)) for name in SWITCHES}
+        if switches.get("threads"):
+            self.switches["threads"] = switches["threads"]
         self.loader, self.steps, self.seed = loader, steps, config.seed
         self.loss, self.seconds, self.error = math.nan, [], None
         net = copy.deepcopy(model).to(loader.device)
