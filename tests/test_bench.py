@@ -184,6 +184,17 @@ def test_warm_up_leaves_no_trace():
     assert warm.test_acc == cold.test_acc and warm.steps == cold.steps == 1024 // config.batch_size
 
 
+@pytest.mark.slow  # a short fast-recipe run, 4 s
+def test_the_warm_up_runs_on_the_thread_count_it_warms_up_for(monkeypatch):
+    before, set_to = torch.get_num_threads(), []
+    real = torch.set_num_threads
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: (set_to.append(n), real(n)))
+    config = FAST_RECIPE.replace(epochs=1, limit=512, test_limit=200)
+    train_fast(0, device="cpu", config=config, warmup_steps=2, speed=Speed(amp=False, threads=1))
+    assert set_to == [1, before, 1, before]  # the warm-up's steps, then the timed epoch's; put back after each
+    assert torch.get_num_threads() == before
+
+
 def test_label_smoothing_matches_its_formula():
     logits, y = torch.randn(8, 10), torch.randint(0, 10, (8,))
     s = 0.1

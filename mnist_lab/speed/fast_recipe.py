@@ -119,9 +119,8 @@ def warm_up(model, speed: Speed, train, test, config: TrainConfig, steps: int) -
     weights = copy.deepcopy(model.state_dict())  # parameters and BatchNorm statistics
     shuffling = train.state_dict()
     optimizer = make_optimizer(model, config)
-    run_epoch = Speed(amp=speed.amp, channels_last=speed.channels_last, compile=speed.compile).prepare(
-        model, optimizer, loss_function(model, config.label_smoothing), train
-    )
+    warm = Speed(amp=speed.amp, channels_last=speed.channels_last, compile=speed.compile, threads=speed.threads)
+    run_epoch = warm.prepare(model, optimizer, loss_function(model, config.label_smoothing), train)
     run_epoch(lambda batches: itertools.islice(iter(batches), steps))
     evaluate(model, test)
     model.load_state_dict(weights)  # copies in place: compiled graphs keep their buffers
