@@ -10,6 +10,9 @@ What a caller can rely on beyond them:
   ``output_dir``) and, last and only after success, ``DIR/R/batch.json`` (the notebook's SHA-256 and
   the effective parameters): the same notebook file and parameters are then skipped unless ``--force``.
 - Parameters: ``-f`` common < ``-f`` per-notebook section < ``-p``; ``output_dir`` is set by batch.
+  ``results_dir``, where a notebook declares it and neither ``-f`` nor ``-p`` gives it, is DIR: the
+  outputs of the runs before it (notebook 07 finds the checkpoints of 05 and 06 there). A worker on
+  another machine does not see DIR; notebook 07 then trains what it cannot find.
 - Only this process writes, only inside DIR, under names from each notebook file's own stem. Refused
   before anything runs (exit status 2): a name no chosen notebook declares (as papermill's
   ``inspect_notebook`` reads it); a result that would land on a source notebook; a file where a run
@@ -55,6 +58,7 @@ SUMMARY_COLUMNS = ("notebook", "status", "test_acc", "epochs", "seconds", "devic
 AGGREGATE_COLUMNS = ("runs", "failed", "mean", "std", "min", "max")
 EXIT_FAILED, EXIT_INTERRUPTED, EXIT_TERMINATED = 1, 130, 143
 INJECTED = "output_dir"  # set by batch for every notebook that declares it
+EARLIER = "results_dir"  # set by batch to DIR where declared and not given: the earlier runs' outputs
 SEED = "seed"  # the grid parameter the aggregate table averages over
 KERNEL_NAME = "python3"
 RECIPES = ("full", "laptop", "auto")
@@ -439,6 +443,8 @@ def plan(
             run = Job(base.notebook, base.stem, base.declared, {**params, **values}, values, name)
             if INJECTED in base.declared:
                 run.params[INJECTED] = str(out_dir / name)
+            if EARLIER in base.declared and EARLIER not in run.params:
+                run.params[EARLIER] = str(out_dir)
             runs.append(run)
     return runs
 

@@ -278,6 +278,16 @@ def test_output_dir_cannot_be_set_by_hand(notebooks, tmp_path, capsys):
     assert status == 2 and "--out" in err
 
 
+def test_a_notebook_that_reads_earlier_results_is_pointed_at_the_batch_folder(tmp_path):
+    # Notebook 07 looks for 05's and 06's checkpoints in results_dir (default: the folder above its
+    # output_dir). Its output_dir is a scratch folder on the worker, so batch says where DIR is.
+    reader = write_notebook(tmp_path, "07_reader", 'results_dir = None  # earlier outputs\noutput_dir = "r"\n', [])
+    (job,) = batch.plan([reader], [], None, tmp_path / "o")
+    assert job.params == {"results_dir": str((tmp_path / "o").resolve()), "output_dir": job.params["output_dir"]}
+    (given,) = batch.plan([reader], [("results_dir", "elsewhere")], None, tmp_path / "o")
+    assert given.params["results_dir"] == "elsewhere"  # what the instructor says wins
+
+
 def test_params_file_common_and_per_notebook(notebooks, tmp_path):
     params = tmp_path / "params.yaml"
     params.write_text("seed: 4\nlr: 0.5\n01_ok:\n  epochs: 2\n  lr: 0.25\n")
