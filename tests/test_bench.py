@@ -133,6 +133,28 @@ def test_ladder_steps_compute_the_same_training():
 
 
 @pytest.mark.slow
+def test_interleaved_sides_train_as_each_would_alone():
+    # The bench trains (a) and (b) epoch by epoch in turn. keras_cnn has dropout and both
+    # sides shuffle, so had they shared one random generator, each would draw numbers
+    # meant for the other and end with other weights.
+    settings = BenchSettings(("keras_cnn",), device="cpu", repeats=1, limit=512, test_limit=500, accuracy_epochs=3)
+    config = model_class("keras_cnn").RECIPE.replace(epochs=settings.epochs, limit=512, seed=3)
+    test = bench.mnist_loader("test", config.replace(test_limit=500), torch.device("cpu"))
+    tutorial, lab = bench._both_sides("keras_cnn", config, settings, torch.device("cpu"), test, Speed())
+    assert len(tutorial.seconds) == len(lab.seconds) == 1
+
+    alone = make_trainer("tutorial", "keras_cnn", "cpu", config, limit=512)
+    for _ in range(settings.epochs):
+        alone.epoch()
+    assert tutorial.test_acc == bench.evaluate(alone.model, test)[1]
+    bench.set_seed(config.seed)
+    history = fit(
+        build_model("keras_cnn", seed=config.seed), config, test_loader=test, device="cpu", log=None, progress=False
+    )
+    assert lab.test_acc == history.test_acc[-1]
+
+
+@pytest.mark.slow
 def test_every_ladder_step_runs_on_a_cnn():
     # The compile rung is left to the next test: compiling for real takes minutes on a CPU.
     # The cuda_graph rung needs a GPU (tests/test_graphs.py covers it there).

@@ -10,9 +10,11 @@ For each model, on one device, in one process:
     (`mnist_lab.speed.Speed.auto`; the decision table is part of the report).
 
 Both train from the same initial weights for ``max(1 + repeats, accuracy_epochs)``
-epochs. Epoch 1 is the warm-up and is not timed; the next `repeats` epochs are
-timed and their MEDIAN is reported; test accuracy is read after epoch
-`accuracy_epochs`. So a speed-up that cost accuracy would show in the same table.
+epochs, in turn: (b)'s epoch 1, (a)'s epoch 1, (b)'s epoch 2, ..., each side with
+its own random state, so a slow spell of the machine costs both alike. Epoch 1 is
+the warm-up and is not timed; the next `repeats` epochs are timed and their MEDIAN
+is reported; test accuracy is read after epoch `accuracy_epochs`. So a speed-up that
+cost accuracy would show in the same table.
 
 The steps between (a) and (b), one change at a time, are `LADDER`; notebook 08 times
 each of them with `make_trainer` and `time_epochs`, the same code this module runs.
@@ -415,42 +417,107 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
     return mib, "process max RSS so far"
 
 
-def _tutorial_side(name: str, config: TrainConfig, settings: BenchSettings, device, test) -> Side:
-    trainer = make_trainer("tutorial", name, device, config, data_dir=settings.data_dir, limit=settings.limit)
-    _reset_peak(device)
-    seconds, acc, diverged = [], float("nan"), False
-    for epoch in range(1, settings.epochs + 1):
-        start = time.perf_counter()
-        *_, diverged = trainer.epoch()
-        if epoch > 1 and epoch <= 1 + settings.repeats:
-            seconds.append(time.perf_counter() - start)
-        if diverged:
-            break
-        if epoch == settings.accuracy_epochs:
-            acc = evaluate(trainer.model, test)[1]
-    memory, kind = peak_memory(device)
-    return Side(seconds, acc, memory, kind, diverged)
+class _RandomState:
+    """One side's own random numbers (shuffling, dropout): swapped in for its epochs, swapped out after."""
+
+    def __init__(self, device: torch.device) -> None:
+        self.device = device
+        self.state = self._get()
+
+    def _get(self) -> list[Tensor]:
+        state = [torch.get_rng_state()]
+        if self.device.type == "cuda":
+            state.append(torch.cuda.get_rng_state(self.device))
+        elif self.device.type == "mps":
+            state.append(torch.mps.get_rng_state())
+        return state
+
+    def _set(self, state: list[Tensor]) -> None:
+        torch.set_rng_state(state[0])
+        if self.device.type == "cuda":
+            torch.cuda.set_rng_state(state[1], self.device)
+        elif self.device.type == "mps":
+            torch.mps.set_rng_state(state[1])
+
+    @contextlib.contextmanager
+    def active(self) -> Iterator[None]:
+        """Draw from this side's state inside the block; the caller's state is back afterwards."""
+        caller = self._get()
+        self._set(self.state)
+        try:
+            yield
+        finally:
+            self.state = self._get()
+            self._set(caller)
 
 
-def _mnist_lab_side(name: str, config: TrainConfig, settings: BenchSettings, device, test, speed) -> Side:
+class _TutorialSide:
+    """Side (a), trained one epoch at a time between `fit`'s epochs (see `_both_sides`)."""
+
+    def __init__(self, name: str, config: TrainConfig, settings: BenchSettings, device, test) -> None:
+        self.trainer = make_trainer("tutorial", name, device, config, data_dir=settings.data_dir, limit=settings.limit)
+        self.random = _RandomState(device)  # as make_trainer left it: seeded, weights drawn
+        self.settings, self.test = settings, test
+        self.epochs, self.seconds, self.acc, self.diverged, self.peak = 0, [], float("nan"), False, 0.0
+
+    def epoch(self) -> None:
+        """Train its next epoch (nothing once it has diverged or trained them all); time it if it is a timed one."""
+        if self.diverged or self.epochs == self.settings.epochs:
+            return
+        self.epochs += 1
+        _reset_peak(self.trainer.device)
+        with self.random.active():
+            synchronize(self.trainer.device)
+            start = time.perf_counter()
+            *_, self.diverged = self.trainer.epoch()  # ends with the device quiet
+            seconds = time.perf_counter() - start
+        self.peak = max(self.peak, peak_memory(self.trainer.device)[0])
+        if 1 < self.epochs <= 1 + self.settings.repeats:
+            self.seconds.append(seconds)
+        if self.epochs == self.settings.accuracy_epochs and not self.diverged:
+            self.acc = evaluate(self.trainer.model, self.test)[1]
+
+    def side(self) -> Side:
+        return Side(self.seconds, self.acc, self.peak, _memory_kind(self.trainer.device), self.diverged)
+
+
+def _memory_kind(device: torch.device) -> str:
+    if device.type == "cuda":
+        return "GPU memory allocated, peak during the side's epochs (the other side's model and data stay allocated)"
+    return "process max RSS so far, read after each of the side's epochs (one process trains both sides)"
+
+
+def _both_sides(name: str, config: TrainConfig, settings: BenchSettings, device, test, speed) -> tuple[Side, Side]:
+    """(a) the tutorial's loop and (b) `fit`, interleaved epoch by epoch: (b) epoch 1, (a) epoch 1, (b) epoch 2, ...
+
+    A slow spell of the machine (this project's 2-core CPU drifts by up to a third
+    within an hour) then costs both sides alike. Each side draws from its own random
+    state, so each trains exactly as it would alone: `fit`'s per-epoch log hook runs
+    (a)'s epoch, outside `fit`'s clock.
+    """
+    tutorial = _TutorialSide(name, config, settings, device, test)
     set_seed(config.seed)
     model = build_model(name, seed=config.seed)
+    peak = [0.0]
+
+    def after_fit_epoch(_line: str) -> None:
+        peak[0] = max(peak[0], peak_memory(device)[0])
+        tutorial.epoch()
+        _reset_peak(device)
+
     _reset_peak(device)
     history = fit(
-        model,
-        config,
-        test_loader=test,
-        device=device,
-        data_dir=settings.data_dir,
-        progress=False,
-        log=None,
-        speed=speed,
-    )
-    memory, kind = peak_memory(device)
-    seconds = history.seconds[1 : 1 + settings.repeats]
+        model, config, test_loader=test, device=device, data_dir=settings.data_dir, progress=False,
+        log=after_fit_epoch, speed=speed,
+    )  # fmt: skip
+    peak[0] = max(peak[0], peak_memory(device)[0])
+    while tutorial.epochs < settings.epochs and not tutorial.diverged:  # fit stopped early (diverged)
+        tutorial.epoch()
     k = settings.accuracy_epochs
     acc = history.test_acc[k - 1] if history.epochs >= k else float("nan")
-    return Side(seconds, acc, memory, kind, history.stopped == "diverged")
+    seconds = history.seconds[1 : 1 + settings.repeats]
+    lab = Side(seconds, acc, peak[0], _memory_kind(device), history.stopped == "diverged")
+    return tutorial.side(), lab
 
 
 def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] | None = print) -> ModelResult:
@@ -470,10 +537,8 @@ def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] |
     if log:
         log(f"{name}: speed switches {decision.describe()}\n{decision.table()}")
         log(f"{name}: {reference.tutorial}'s loop ({reference.loop}), batch {config.batch_size}, {settings.epochs} ep.")
-    tutorial = _tutorial_side(name, config, settings, device, test)
-    if log:
-        log(f"{name}: mnist_lab fit ({speed.describe()}), {settings.epochs} epochs ...")
-    lab = _mnist_lab_side(name, config, settings, device, test, speed)
+        log(f"{name}: mnist_lab fit ({speed.describe()}), {settings.epochs} epochs, interleaved with it ...")
+    tutorial, lab = _both_sides(name, config, settings, device, test, speed)
     samples = min(settings.limit or 60_000, 60_000)
     result = ModelResult(
         name, config.to_dict(), asdict(speed), tutorial, lab, samples,
@@ -529,6 +594,7 @@ def run_bench(settings: BenchSettings, log: Callable[[str], None] | None = print
             "batch_size": settings.batch_size,  # None: each recipe's own
             "repeats": settings.repeats,
             "warmup_epochs": 1,
+            "interleaved": True,  # the two sides' epochs take turns
             "accuracy_epochs": settings.accuracy_epochs,
             "epochs_trained": settings.epochs,
             "limit": settings.limit,
@@ -547,7 +613,8 @@ def bench_markdown(report: dict[str, Any]) -> str:
         f"Command: `{report.get('command', 'mnist-lab bench')}`  ",
         f"Device: {report['device']}; torch {report['torch']}, {report['threads']} threads; "
         f"{report['date']}; load average at start {report['load_average']}.  ",
-        f"{batch.capitalize()}, seed {s['seed']}, {s['epochs_trained']} epochs per side: epoch 1 warm-up, "
+        f"{batch.capitalize()}, seed {s['seed']}, {s['epochs_trained']} epochs per side, the two sides' epochs "
+        "taking turns: epoch 1 warm-up, "
         f"median of the next {s['repeats']} timed; test accuracy after epoch {s['accuracy_epochs']}"
         + (f"; first {s['limit']:,} training images only" if s["limit"] else "")
         + (f"; first {s['test_limit']:,} test images" if s["test_limit"] else "")
