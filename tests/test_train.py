@@ -1,14 +1,17 @@
 import math
+import subprocess
+import sys
 import warnings
 
 import pytest
 import torch
 import torch.nn.functional as F
 
+import mnist_lab.train
 from mnist_lab.checkpoints import load_checkpoint, save_checkpoint
 from mnist_lab.config import TrainConfig
 from mnist_lab.data import DeviceLoader
-from mnist_lab.devices import get_device
+from mnist_lab.devices import get_device, glibc
 from mnist_lab.errors import CheckpointError, DeviceUnavailableError, DivergenceWarning, InvalidParameterError
 from mnist_lab.models import build_model
 from mnist_lab.train import confusion_matrix, evaluate, fit, loss_function, lr_at, predict, train_epoch
@@ -242,3 +245,45 @@ def test_log_prob_models_train_with_nll(test_set):
     torch.testing.assert_close(log_probs.exp().sum(dim=1), torch.ones(1000))
     # ... and the reported test loss is the NLL of those, not cross-entropy of a softmax on top
     assert history.test_loss[-1] == pytest.approx(F.nll_loss(log_probs, y).item(), rel=1e-4)
+
+
+FAULTS_SCRIPT = """
+import resource, torch
+from mnist_lab.devices import keep_freed_memory
+
+def step():  # two 32 MiB tensors, written and freed, as a training step's activations are
+    blocks = [torch.ones(2**23) for _ in range(2)]
+    del blocks
+
+def page_faults():  # over 5 steps after one (whose memory may be new to the process)
+    step()
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    for _ in range(5):
+        step()
+    return resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+
+before = page_faults()
+applied = keep_freed_memory()
+page_faults()  # the heap grows to hold the steps: memory new to the process
+print(before, applied, page_faults())
+"""
+
+
+@pytest.mark.slow  # a fresh interpreter: about 3 s
+@pytest.mark.skipif(not glibc(), reason="keep_freed_memory changes glibc's malloc only")
+def test_keeping_freed_memory_ends_the_page_faults_of_each_step():
+    # A fresh interpreter: the setting holds for the whole process and cannot be undone.
+    out = subprocess.run([sys.executable, "-c", FAULTS_SCRIPT], capture_output=True, text=True, check=True).stdout
+    before, applied, after = out.split()
+    assert applied == "True"
+    # glibc's default maps blocks this big afresh each time: 16,384 new 4 KiB pages a step
+    assert int(before) > 5 * 16_384 * 0.9
+    assert int(after) < 1_000  # the same memory is reused
+
+
+def test_fit_keeps_freed_memory_on_the_cpu_only(monkeypatch, test_set):
+    calls = []
+    monkeypatch.setattr(mnist_lab.train, "keep_freed_memory", lambda: calls.append("kept"))
+    loader = DeviceLoader(test_set[0][:256], test_set[1][:256], batch_size=64)
+    fit(build_model("softmax_regression"), epochs=1, train_loader=loader, test_loader=loader, log=None, progress=False)
+    assert calls == ["kept"]

@@ -12,4 +12,5 @@ from mnist_lab import cli
 from mnist_lab.speed import bench, decide
 
 decide.bf16_supported = bench.bf16_supported = lambda device: False
-sys.exit(cli.main(["bench", *sys.argv[1:]]))
+if __name__ == "__main__":  # the bench starts the tutorial's loop in a fresh process, which imports this file
+    sys.exit(cli.main(["bench", *sys.argv[1:]]))

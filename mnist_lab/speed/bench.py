@@ -1,6 +1,6 @@
 """``mnist-lab bench``: the tutorials' training loop against mnist_lab's, timed in one run.
 
-For each model, on one device, in one process:
+For each model, on one device:
 
 (a) the model's own tutorial loop, written as that tutorial writes it
     (`mnist_lab.speed.reference`: its per-sample transform, its ``DataLoader``, its
@@ -10,8 +10,10 @@ For each model, on one device, in one process:
     (`mnist_lab.speed.Speed.auto`; the decision table is part of the report).
 
 Both train from the same initial weights for ``max(1 + repeats, accuracy_epochs)``
-epochs, in turn: (b)'s epoch 1, (a)'s epoch 1, (b)'s epoch 2, ..., each side with
-its own random state, so a slow spell of the machine costs both alike. Epoch 1 is
+epochs, in turn: (b)'s epoch 1, (a)'s epoch 1, (b)'s epoch 2, ..., so a slow spell
+of the machine costs both alike. (a) runs in a fresh process of its own, as the
+tutorial's script would: its own random numbers, and the C library's default handling
+of freed memory, which `fit` changes on the CPU (`mnist_lab.devices.keep_freed_memory`). Epoch 1 is
 the warm-up and is not timed; the next `repeats` epochs are timed and their MEDIAN
 is reported; test accuracy is read after epoch `accuracy_epochs`. So a speed-up that
 cost accuracy would show in the same table.
@@ -26,9 +28,11 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 import math
+import multiprocessing
 import os
 import platform
 import resource
+import signal
 import statistics
 import sys
 import time
@@ -44,7 +48,14 @@ from torch.utils.data import DataLoader
 from ..config import TrainConfig
 from ..data import mnist_loader, tensor_loader
 from ..devices import bf16_supported, get_device, set_seed, synchronize
-from ..errors import InvalidParameterError, check_choice, check_int, check_optional_limit, check_positive_int
+from ..errors import (
+    InvalidParameterError,
+    MnistLabError,
+    check_choice,
+    check_int,
+    check_optional_limit,
+    check_positive_int,
+)
 from ..files import atomic_write, write_json
 from ..models import FastCNN, build_model, model_class
 from ..train import EpochRunner, evaluate, fit, loss_function, make_optimizer, schedule
@@ -417,46 +428,11 @@ def peak_memory(device: torch.device) -> tuple[float, str]:
     return mib, "process max RSS so far"
 
 
-class _RandomState:
-    """One side's own random numbers (shuffling, dropout): swapped in for its epochs, swapped out after."""
-
-    def __init__(self, device: torch.device) -> None:
-        self.device = device
-        self.state = self._get()
-
-    def _get(self) -> list[Tensor]:
-        state = [torch.get_rng_state()]
-        if self.device.type == "cuda":
-            state.append(torch.cuda.get_rng_state(self.device))
-        elif self.device.type == "mps":
-            state.append(torch.mps.get_rng_state())
-        return state
-
-    def _set(self, state: list[Tensor]) -> None:
-        torch.set_rng_state(state[0])
-        if self.device.type == "cuda":
-            torch.cuda.set_rng_state(state[1], self.device)
-        elif self.device.type == "mps":
-            torch.mps.set_rng_state(state[1])
-
-    @contextlib.contextmanager
-    def active(self) -> Iterator[None]:
-        """Draw from this side's state inside the block; the caller's state is back afterwards."""
-        caller = self._get()
-        self._set(self.state)
-        try:
-            yield
-        finally:
-            self.state = self._get()
-            self._set(caller)
-
-
 class _TutorialSide:
     """Side (a), trained one epoch at a time between `fit`'s epochs (see `_both_sides`)."""
 
     def __init__(self, name: str, config: TrainConfig, settings: BenchSettings, device, test) -> None:
         self.trainer = make_trainer("tutorial", name, device, config, data_dir=settings.data_dir, limit=settings.limit)
-        self.random = _RandomState(device)  # as make_trainer left it: seeded, weights drawn
         self.settings, self.test = settings, test
         self.epochs, self.seconds, self.acc, self.diverged, self.peak = 0, [], float("nan"), False, 0.0
 
@@ -466,11 +442,10 @@ class _TutorialSide:
             return
         self.epochs += 1
         _reset_peak(self.trainer.device)
-        with self.random.active():
-            synchronize(self.trainer.device)
-            start = time.perf_counter()
-            *_, self.diverged = self.trainer.epoch()  # ends with the device quiet
-            seconds = time.perf_counter() - start
+        synchronize(self.trainer.device)
+        start = time.perf_counter()
+        *_, self.diverged = self.trainer.epoch()  # ends with the device quiet
+        seconds = time.perf_counter() - start
         self.peak = max(self.peak, peak_memory(self.trainer.device)[0])
         if 1 < self.epochs <= 1 + self.settings.repeats:
             self.seconds.append(seconds)
@@ -481,43 +456,119 @@ class _TutorialSide:
         return Side(self.seconds, self.acc, self.peak, _memory_kind(self.trainer.device), self.diverged)
 
 
+def _tutorial_process(conn, name: str, config: TrainConfig, settings: BenchSettings, device: str, threads: int) -> None:
+    """Side (a) in a process of its own: answers "ready", then each "epoch", then "finish" with its `Side`.
+
+    Anything it raises comes back to the bench as ``("error", exception)``. Ctrl-C is the
+    bench's to handle: it ends this process.
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        torch.set_num_threads(threads)
+        device = torch.device(device)
+        test = mnist_loader("test", config.replace(test_limit=settings.test_limit), device, settings.data_dir)
+        side = _TutorialSide(name, config, settings, device, test)
+        conn.send(("ready", None))
+        while conn.recv() == "epoch":
+            side.epoch()
+            conn.send(("ok", None))
+        while side.epochs < settings.epochs and not side.diverged:  # "finish": fit stopped early (diverged)
+            side.epoch()
+        conn.send(("ok", side.side()))
+    except (EOFError, BrokenPipeError):  # the bench has gone (closed its end): nothing left to answer
+        return
+    except Exception as exc:  # noqa: BLE001 -- every failure goes back to the bench, which raises it
+        with contextlib.suppress(BrokenPipeError):
+            conn.send(("error", exc))
+
+
+class _TutorialProcess:
+    """The parent's end of `_tutorial_process`: started and ready on creation, ended by `finish` or `close`."""
+
+    def __init__(self, name: str, config: TrainConfig, settings: BenchSettings, device: torch.device) -> None:
+        context = multiprocessing.get_context("spawn")  # a fresh interpreter: the C library's defaults
+        self.conn, child = context.Pipe()
+        args = (child, name, config, settings, str(device), torch.get_num_threads())
+        self.process = context.Process(target=_tutorial_process, args=args)  # not a daemon: T3's loop has workers
+        self.process.start()
+        child.close()
+        self._receive()
+
+    def _receive(self) -> Any:
+        try:
+            status, value = self.conn.recv()
+        except EOFError:
+            raise MnistLabError(
+                f"The tutorial's loop stopped without a word (its process ended with status "
+                f"{self.process.exitcode}); run the bench again, with fewer --models if memory is short."
+            ) from None
+        if status == "error":
+            raise value
+        return value
+
+    def epoch(self) -> None:
+        self.conn.send("epoch")
+        self._receive()
+
+    def finish(self) -> Side:
+        """Its remaining epochs (where `fit` stopped early), then its `Side`."""
+        self.conn.send("finish")
+        return self._receive()
+
+    def close(self) -> None:
+        """End the process: it has returned after `finish`; else (Ctrl-C, an error) it is stopped."""
+        self.conn.close()
+        self.process.join(timeout=1)
+        if self.process.is_alive():
+            self.process.terminate()
+            self.process.join()
+
+
 def _memory_kind(device: torch.device) -> str:
+    where = "(a) in a process of its own, (b) in the bench's"
     if device.type == "cuda":
-        return "GPU memory allocated, peak during the side's epochs (the other side's model and data stay allocated)"
-    return "process max RSS so far, read after each of the side's epochs (one process trains both sides)"
+        return f"GPU memory allocated, peak during each side's epochs, {where}"
+    return f"max RSS of each side's process so far, read after each of its epochs, {where}"
 
 
 def _both_sides(name: str, config: TrainConfig, settings: BenchSettings, device, test, speed) -> tuple[Side, Side]:
     """(a) the tutorial's loop and (b) `fit`, interleaved epoch by epoch: (b) epoch 1, (a) epoch 1, (b) epoch 2, ...
 
     A slow spell of the machine (this project's 2-core CPU drifts by up to a third
-    within an hour) then costs both sides alike. Each side draws from its own random
-    state, so each trains exactly as it would alone: `fit`'s per-epoch log hook runs
-    (a)'s epoch, outside `fit`'s clock.
+    within an hour) then costs both sides alike. (a) runs in a fresh process of its
+    own, started before (b) begins and idle while (b) trains, so each side trains as it
+    would alone: with its own random numbers, and (a) with the C library's default
+    memory handling, as in the tutorial's own script (`fit` changes it on the CPU:
+    `mnist_lab.devices.keep_freed_memory`). `fit`'s per-epoch log hook runs (a)'s epoch,
+    outside `fit`'s clock.
     """
-    tutorial = _TutorialSide(name, config, settings, device, test)
-    set_seed(config.seed)
-    model = build_model(name, seed=config.seed)
-    peak = [0.0]
+    tutorial = _TutorialProcess(name, config, settings, device)
+    try:
+        set_seed(config.seed)
+        model = build_model(name, seed=config.seed)
+        peak = [0.0]
 
-    def after_fit_epoch(_line: str) -> None:
-        peak[0] = max(peak[0], peak_memory(device)[0])
-        tutorial.epoch()
+        def after_fit_epoch(_line: str) -> None:
+            peak[0] = max(peak[0], peak_memory(device)[0])
+            tutorial.epoch()
+            _reset_peak(device)
+
         _reset_peak(device)
-
-    _reset_peak(device)
-    history = fit(
-        model, config, test_loader=test, device=device, data_dir=settings.data_dir, progress=False,
-        log=after_fit_epoch, speed=speed,
-    )  # fmt: skip
-    peak[0] = max(peak[0], peak_memory(device)[0])
-    while tutorial.epochs < settings.epochs and not tutorial.diverged:  # fit stopped early (diverged)
-        tutorial.epoch()
+        history = fit(
+            model, config, test_loader=test, device=device, data_dir=settings.data_dir, progress=False,
+            log=after_fit_epoch, speed=speed,
+        )  # fmt: skip
+        if history.stopped == "interrupted":
+            raise KeyboardInterrupt
+        peak[0] = max(peak[0], peak_memory(device)[0])
+        tutorial_side = tutorial.finish()
+    finally:
+        tutorial.close()
     k = settings.accuracy_epochs
     acc = history.test_acc[k - 1] if history.epochs >= k else float("nan")
     seconds = history.seconds[1 : 1 + settings.repeats]
     lab = Side(seconds, acc, peak[0], _memory_kind(device), history.stopped == "diverged")
-    return tutorial.side(), lab
+    return tutorial_side, lab
 
 
 def bench_model(name: str, settings: BenchSettings, log: Callable[[str], None] | None = print) -> ModelResult:
@@ -614,7 +665,7 @@ def bench_markdown(report: dict[str, Any]) -> str:
         f"Device: {report['device']}; torch {report['torch']}, {report['threads']} threads; "
         f"{report['date']}; load average at start {report['load_average']}.  ",
         f"{batch.capitalize()}, seed {s['seed']}, {s['epochs_trained']} epochs per side, the two sides' epochs "
-        "taking turns: epoch 1 warm-up, "
+        "taking turns, the tutorial's loop in a process of its own: epoch 1 warm-up, "
         f"median of the next {s['repeats']} timed; test accuracy after epoch {s['accuracy_epochs']}"
         + (f"; first {s['limit']:,} training images only" if s["limit"] else "")
         + (f"; first {s['test_limit']:,} test images" if s["test_limit"] else "")

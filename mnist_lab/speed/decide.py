@@ -31,7 +31,10 @@ the 2-core AMD EPYC (torch 2.14.1) it made `cnn5x5`'s bfloat16 step slower
 
 The decision is cached as JSON in ``$MNIST_LAB_CACHE`` (default
 ``~/.cache/mnist_lab``), keyed by model, parameter count, layers, device name, torch
-version, batch size, optimiser and thread count, so each machine measures once.
+version, batch size, optimiser and thread count, so each machine measures once. On a
+CPU with glibc the candidates are timed with freed memory kept, as `fit` trains
+(`mnist_lab.devices.keep_freed_memory`), and the key says so: decisions timed before
+that was done are measured again.
 A cache that cannot be read or written is ignored: the decision is then measured again.
 """
 
@@ -56,7 +59,7 @@ from torch import nn
 
 from ..config import TrainConfig
 from ..data import DeviceLoader, load_mnist
-from ..devices import bf16_supported, synchronize
+from ..devices import bf16_supported, glibc, keep_freed_memory, synchronize
 from ..errors import MnistLabError
 from ..files import write_json
 from ..train import loss_function, make_optimizer, schedule
@@ -247,6 +250,7 @@ def decision_key(model: nn.Module, device: torch.device, config: TrainConfig) ->
         f"{type(model).__name__}|{parameters}|layers {layers}|{device_name(device)}|torch {torch.__version__}|"
         f"batch {config.batch_size}|{config.optimizer}|tried {','.join(applicable_switches(model, device, config))}"
         f"|threads {','.join(map(str, fewer_threads(device)))}"
+        f"{'|freed memory kept' if device.type == 'cpu' and glibc() else ''}"
     )
 
 
@@ -313,7 +317,12 @@ def _random_state_kept(device: torch.device):
 
 
 def _measured(model: nn.Module, device: torch.device, config: TrainConfig, key: str, data_dir) -> Decision:
-    """Time every candidate on the same real batches; the noise is a plain run from other initial weights."""
+    """Time every candidate on the same real batches; the noise is a plain run from other initial weights.
+
+    On the CPU, freed memory is kept first, as `fit` keeps it (`keep_freed_memory`).
+    """
+    if device.type == "cpu":
+        keep_freed_memory()
     images, labels = load_mnist("train", data_dir)
 
     def batches(steps: int) -> DeviceLoader:  # the same batches, in the same order, for every candidate
