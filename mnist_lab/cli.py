@@ -296,10 +296,11 @@ def run_command(args: argparse.Namespace, prog: str) -> int:
     except MnistLabError as exc:
         print(f"{prog}: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except KeyboardInterrupt as exc:
-        name = "SIGTERM" if isinstance(exc, Terminated) else "Ctrl-C"
+    except KeyboardInterrupt as exc:  # re-raised as a plain one where fit caught it (the bench): see _terminated
+        terminated = isinstance(exc, Terminated) or _terminated
+        name = "SIGTERM" if terminated else "Ctrl-C"
         print(f"{prog}: stopped by {name} before the command finished.", file=sys.stderr)
-        return EXIT_TERMINATED if isinstance(exc, Terminated) else EXIT_INTERRUPTED
+        return EXIT_TERMINATED if terminated else EXIT_INTERRUPTED
     except (MemoryError, RuntimeError) as exc:  # torch.OutOfMemoryError is a RuntimeError
         advice = out_of_memory(exc)
         if advice is None:

@@ -6,6 +6,8 @@ well-formed report.
 
 import json
 import math
+import multiprocessing
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -152,6 +154,24 @@ def test_interleaved_sides_train_as_each_would_alone():
         build_model("keras_cnn", seed=config.seed), config, test_loader=test, device="cpu", log=None, progress=False
     )
     assert lab.test_acc == history.test_acc[-1]
+
+
+@pytest.mark.slow
+def test_an_interrupted_bench_stops_and_leaves_no_process_behind(monkeypatch):
+    # Ctrl-C in fit's epoch: fit returns the finished epochs; the bench must stop there
+    # (not train the tutorial's remaining epochs) and end the tutorial loop's process.
+    settings = BenchSettings(("mlp",), device="cpu", repeats=1, limit=256, test_limit=100, accuracy_epochs=2)
+    config = model_class("mlp").RECIPE.replace(epochs=settings.epochs, limit=256)
+    test = bench.mnist_loader("test", config.replace(test_limit=100), torch.device("cpu"))
+
+    def interrupted_fit(model, config, *, log, **kwargs):
+        log("epoch 1")  # the tutorial loop's epoch 1 runs in its process
+        return SimpleNamespace(stopped="interrupted")
+
+    monkeypatch.setattr(bench, "fit", interrupted_fit)
+    with pytest.raises(KeyboardInterrupt):
+        bench._both_sides("mlp", config, settings, torch.device("cpu"), test, Speed())
+    assert multiprocessing.active_children() == []
 
 
 @pytest.mark.slow
