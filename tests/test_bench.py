@@ -7,6 +7,8 @@ well-formed report.
 import json
 import math
 import multiprocessing
+import subprocess
+import sys
 from types import SimpleNamespace
 
 import pytest
@@ -172,6 +174,31 @@ def test_an_interrupted_bench_stops_and_leaves_no_process_behind(monkeypatch):
     with pytest.raises(KeyboardInterrupt):
         bench._both_sides("mlp", config, settings, torch.device("cpu"), test, Speed())
     assert multiprocessing.active_children() == []
+
+
+UNGUARDED_SCRIPT = """
+import torch
+from mnist_lab.speed import Speed, bench
+from mnist_lab.errors import MnistLabError
+
+settings = bench.BenchSettings(("mlp",), device="cpu", repeats=1, limit=256, test_limit=100, accuracy_epochs=2)
+config = bench.model_class("mlp").RECIPE.replace(epochs=2, limit=256)
+test = bench.mnist_loader("test", config.replace(test_limit=100), torch.device("cpu"))
+try:  # no `if __name__ == "__main__":` guard: the tutorial loop's process imports this script again
+    bench._both_sides("mlp", config, settings, torch.device("cpu"), test, Speed())
+except MnistLabError as exc:
+    print("MnistLabError:", exc)
+"""
+
+
+@pytest.mark.slow
+def test_a_script_without_a_main_guard_is_told_what_to_add(tmp_path):
+    script = tmp_path / "my_bench.py"
+    script.write_text(UNGUARDED_SCRIPT)
+    run = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300)
+    assert "MnistLabError: The tutorial's loop stopped without a word" in run.stdout
+    assert 'if __name__ == "__main__":' in run.stdout
+    assert run.returncode == 0  # the error came back to the script, which caught it
 
 
 @pytest.mark.slow

@@ -498,9 +498,12 @@ class _TutorialProcess:
         try:
             status, value = self.conn.recv()
         except EOFError:
+            self.process.join()
             raise MnistLabError(
-                f"The tutorial's loop stopped without a word (its process ended with status "
-                f"{self.process.exitcode}); run the bench again, with fewer --models if memory is short."
+                f"The tutorial's loop stopped without a word (its process ended with status {self.process.exitcode}; "
+                "its own message, if any, is above). A script that runs the bench must start it under "
+                '`if __name__ == "__main__":`, since that process imports the script again; where memory is '
+                "short, bench fewer --models at a time."
             ) from None
         if status == "error":
             raise value
