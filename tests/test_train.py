@@ -281,7 +281,7 @@ def test_keeping_freed_memory_ends_the_page_faults_of_each_step():
     assert int(after) < 1_000  # the same memory is reused
 
 
-def test_fit_keeps_freed_memory_on_the_cpu_only(monkeypatch, test_set):
+def test_fit_keeps_freed_memory_on_the_cpu(monkeypatch, test_set):
     calls = []
     monkeypatch.setattr(mnist_lab.train, "keep_freed_memory", lambda: calls.append("kept"))
     loader = DeviceLoader(test_set[0][:256], test_set[1][:256], batch_size=64)
