@@ -664,7 +664,10 @@ def dask_client(scheduler: str | None, jobs: int) -> Iterator[Any]:
                     processes=True,
                     host="127.0.0.1",
                     dashboard_address="127.0.0.1:0",
-                    silence_logs=logging.ERROR,
+                    # The workers log nothing below CRITICAL: on Ctrl-C or SIGTERM a worker's heartbeat can
+                    # meet the closed scheduler and log an ERROR traceback; a failed or dead run is reported
+                    # by batch itself (its line and the summary), not by the worker's log.
+                    silence_logs=logging.CRITICAL,
                 )
                 client = stack.enter_context(Client(stack.enter_context(cluster)))
             else:
